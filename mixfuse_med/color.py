@@ -1,0 +1,65 @@
+"""Colour handling for fusion: RGB <-> Y/Cb/Cr (spec section 1).
+
+A pseudo-coloured functional image is fused through its luma Y: the network
+fuses Y with the MRI, and the chroma (Cb, Cr) of the functional scan is put
+back, so the tracer's colour survives and the anatomy shows through its
+brightness.  Works on numpy arrays and torch tensors, channels last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+Array = TypeVar("Array", np.ndarray, torch.Tensor)
+
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+def _clip01(x: Array) -> Array:
+    return x.clamp(0.0, 1.0) if isinstance(x, torch.Tensor) else np.clip(x, 0.0, 1.0)
+
+
+def _stack(channels: list, like: Array) -> Array:
+    if isinstance(like, torch.Tensor):
+        return torch.stack(channels, dim=-1)
+    return np.stack(channels, axis=-1)
+
+
+def rgb_to_luma(rgb: Array) -> Array:
+    """Y = .299 R + .587 G + .114 B of (..., 3) values in [0, 1]."""
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    return LUMA_WEIGHTS[0] * r + LUMA_WEIGHTS[1] * g + LUMA_WEIGHTS[2] * b
+
+
+def rgb_to_ycbcr(rgb: Array) -> Array:
+    """(..., 3) RGB in [0, 1] -> (..., 3) Y, Cb, Cr, each clamped to [0, 1]."""
+    y = rgb_to_luma(rgb)
+    cr = (rgb[..., 0] - y) * 0.713 + 0.5
+    cb = (rgb[..., 2] - y) * 0.564 + 0.5
+    return _clip01(_stack([y, cb, cr], rgb))
+
+
+def ycbcr_to_rgb(ycbcr: Array) -> Array:
+    """(..., 3) Y, Cb, Cr -> (..., 3) RGB clamped to [0, 1]."""
+    y, cb, cr = ycbcr[..., 0], ycbcr[..., 1], ycbcr[..., 2]
+    r = y + 1.403 * (cr - 0.5)
+    g = y - 0.714 * (cr - 0.5) - 0.344 * (cb - 0.5)
+    b = y + 1.773 * (cb - 0.5)
+    return _clip01(_stack([r, g, b], ycbcr))
+
+
+def fuse_colour(
+    mri: Array, functional_rgb: Array, fuse_luma: Callable[[Array, Array], Array]
+) -> Array:
+    """Fuse a grey MRI (...) with a colour functional image (..., 3).
+
+    ``fuse_luma(mri, y)`` returns the fused luma; its chroma comes from the
+    functional image.  Returns RGB (..., 3) in [0, 1].
+    """
+    ycbcr = rgb_to_ycbcr(functional_rgb)
+    fused_y = fuse_luma(mri, ycbcr[..., 0])
+    return ycbcr_to_rgb(_stack([fused_y, ycbcr[..., 1], ycbcr[..., 2]], ycbcr))

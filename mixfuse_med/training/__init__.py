@@ -1,0 +1,1 @@
+"""Training MixFuse on registered 2D pairs (data, transforms, engines)."""
