@@ -1,0 +1,1 @@
+"""Reading NIfTI files and DICOM series into MetaTensors; world geometry."""
