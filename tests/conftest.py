@@ -1,0 +1,9 @@
+"""Shared test setup: keep CPU threads modest and make tests/ importable helpers visible."""
+
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+torch.set_num_threads(2)
