@@ -48,10 +48,7 @@ def window_attention(
         q, k, v = (rows[:, :, i].transpose(1, 2) for i in range(3))  # (M, SH, N, d)
         mask = (bias + layout.masks[group.pattern]).unsqueeze(0).to(q.dtype)
         if backend == "sdpa":
-            if mask.requires_grad and torch.is_grad_enabled():
-                o = BiasedAttention.apply(q, k, v, mask)
-            else:
-                o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            o = attend(q, k, v, mask)
         elif backend == "matmul":
             scores = (q * head_dim**-0.5) @ k.transpose(-2, -1) + mask
             o = scores.softmax(dim=-1) @ v
@@ -61,44 +58,55 @@ def window_attention(
     return out.view(qkv.shape[0], stream_heads * head_dim)
 
 
-class BiasedAttention(torch.autograd.Function):
-    """softmax(q k^T / sqrt(d) + mask) v with a learnable mask shared by all windows.
+_aten = torch.ops.aten
+_HAS_CPU_FLASH = hasattr(_aten, "_scaled_dot_product_flash_attention_for_cpu") and hasattr(
+    _aten, "_scaled_dot_product_flash_attention_for_cpu_backward")
 
-    PyTorch's fused kernels refuse a mask that needs a gradient and fall back
-    to materialising every score at once.  Here the forward runs the fused
-    kernel and the backward recomputes the scores a chunk of windows at a
-    time, so the memory peak is one chunk while q, k, v and the mask all get
-    their gradients.  q, k, v: (M, G, N, d); mask: (1, G, N, N).
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d) + mask) v, fused, also when the mask is learnable."""
+    if (mask.requires_grad and torch.is_grad_enabled() and q.device.type == "cpu"
+            and _HAS_CPU_FLASH):
+        return BiasedAttention.apply(q, k, v, mask)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
+class BiasedAttention(torch.autograd.Function):
+    """CPU attention with a learnable additive mask shared by all windows.
+
+    PyTorch's fused CPU kernel refuses a mask that needs a gradient and falls
+    back to materialising every score.  Here the fused kernel runs forward and
+    backward for q, k and v; only the mask gradient, sum over windows of
+    dS = P * (dO v^T - rowsum(dO * O)), is computed apart, a chunk of windows
+    at a time with P rebuilt from the saved log-sum-exp, so the memory peak
+    stays at one chunk.  q, k, v: (M, G, N, d); mask: (1, G, N, N).
     """
 
-    CHUNK_ELEMENTS = 1 << 22  # scores per chunk: 16 MiB in float32
+    CHUNK_ELEMENTS = 1 << 20  # scores per chunk: 4 MiB in float32
 
     @staticmethod
     def forward(ctx, q, k, v, mask):
-        # Detached inputs: a mask that requires grad would steer SDPA to its math path.
-        out = F.scaled_dot_product_attention(q.detach(), k.detach(), v.detach(),
-                                             attn_mask=mask.detach())
-        ctx.save_for_backward(q, k, v, mask, out)
+        out, lse = _aten._scaled_dot_product_flash_attention_for_cpu(
+            q.detach(), k.detach(), v.detach(), attn_mask=mask.detach())
+        ctx.save_for_backward(q, k, v, mask, out, lse)
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        q, k, v, mask, out = ctx.saved_tensors
+        q, k, v, mask, out, lse = ctx.saved_tensors
+        grad_out = grad_out.contiguous()
+        grad_q, grad_k, grad_v = _aten._scaled_dot_product_flash_attention_for_cpu_backward(
+            grad_out, q, k, v, out, lse, 0.0, False, attn_mask=mask)
         windows, groups, n, d = q.shape
         scale = d**-0.5
-        grad_q, grad_k, grad_v = (torch.empty(t.shape, dtype=t.dtype, device=t.device)
-                                  for t in (q, k, v))
-        grad_mask = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
-        # softmax backward needs delta_i = sum_j P_ij dP_ij = dO_i . O_i
         delta = (grad_out * out).sum(-1, keepdim=True)
+        log_norm = lse.unsqueeze(-1).to(q.dtype)
+        grad_mask = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
         step = max(1, BiasedAttention.CHUNK_ELEMENTS // (groups * n * n))
         for start in range(0, windows, step):
             sl = slice(start, min(windows, start + step))
-            qc, kc, vc, go = q[sl], k[sl], v[sl], grad_out[sl]
-            probs = torch.matmul(qc, kc.transpose(-2, -1)).mul_(scale).add_(mask).softmax(dim=-1)
-            grad_v[sl] = probs.transpose(-2, -1) @ go
-            grad_scores = probs.mul_(torch.matmul(go, vc.transpose(-2, -1)).sub_(delta[sl]))
-            grad_mask += grad_scores.sum(dim=0, keepdim=True, dtype=torch.float32)
-            grad_q[sl] = torch.matmul(grad_scores, kc).mul_(scale)
-            grad_k[sl] = torch.matmul(grad_scores.transpose(-2, -1), qc).mul_(scale)
+            probs = (torch.matmul(q[sl], k[sl].transpose(-2, -1)).mul_(scale).add_(mask)
+                     .sub_(log_norm[sl]).exp_())
+            grad_probs = torch.matmul(grad_out[sl], v[sl].transpose(-2, -1)).sub_(delta[sl])
+            grad_mask += probs.mul_(grad_probs).sum(dim=0, keepdim=True, dtype=torch.float32)
         return grad_q, grad_k, grad_v, grad_mask.to(mask.dtype)
