@@ -18,7 +18,7 @@ _LAZY = {
     "fuse_study": "mixfuse_med.pipeline",
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = ["__version__", "fuse_2d", "fuse_study", "load_pretrained", "register_rigid"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from .inference import fuse_2d, load_pretrained

@@ -1,1 +1,5 @@
-"""Training MixFuse on registered 2D pairs (data, transforms, engines)."""
+"""Training MixFuse on registered 2D pairs: data, transforms, MONAI engine pieces."""
+
+from . import data, engine, pipeline
+
+__all__ = ["data", "engine", "pipeline"]

@@ -13,10 +13,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
 from ..color import rgb_to_luma
+from ..io.png import read_grey, read_rgb
 
 FUNCTIONAL_MODALITIES = ("PET", "SPECT")
 _NAME = re.compile(r"^(\d+?)(\d{3})$")
@@ -94,27 +92,6 @@ def split_pairs(pairs: list[PairRecord]) -> tuple[list[PairRecord], list[PairRec
     return train, val
 
 
-def read_grey(path: Path) -> np.ndarray:
-    """Grey image in [0, 1] (H, W), float32; colour files are reduced to luma."""
-    try:
-        with Image.open(path) as im:
-            array = np.asarray(im.convert("RGB") if im.mode not in ("L", "I;16", "I") else im)
-    except (OSError, ValueError) as err:
-        raise ValueError(f"{path}: cannot read image ({err})") from err
-    array = array.astype(np.float32) / (65535.0 if array.dtype == np.uint16 else 255.0)
-    return rgb_to_luma(array) if array.ndim == 3 else array
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    """Colour image in [0, 1] (H, W, 3), float32 (grey files are repeated)."""
-    try:
-        with Image.open(path) as im:
-            array = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
-    except (OSError, ValueError) as err:
-        raise ValueError(f"{path}: cannot read image ({err})") from err
-    return array
-
-
 def load_pair(pair: PairRecord) -> dict:
     """{"mri": (1, H, W), "functional": (1, H, W) luma, "functional_rgb": (H, W, 3)}."""
     mri = read_grey(pair.mri)
@@ -125,7 +102,7 @@ def load_pair(pair: PairRecord) -> dict:
         )
     return {
         "mri": mri[None],
-        "functional": rgb_to_luma(rgb)[None].astype(np.float32),
+        "functional": rgb_to_luma(rgb)[None],
         "functional_rgb": rgb,
         "name": pair.name,
         "modality": pair.modality,
