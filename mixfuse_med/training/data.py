@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..color import rgb_to_luma
+from ..errors import InputError
 from ..io.png import read_grey, read_rgb
 
 FUNCTIONAL_MODALITIES = ("PET", "SPECT")
@@ -48,7 +49,7 @@ def find_pairs(root: str | Path) -> list[PairRecord]:
     """
     root = Path(root)
     if not root.is_dir():
-        raise ValueError(f"{root}: not a folder of fusion pairs")
+        raise InputError(root, "not a folder of fusion pairs")
     folders = [root] + sorted(p for p in root.iterdir() if p.is_dir())
     pairs: list[PairRecord] = []
     for folder in folders:
@@ -60,12 +61,12 @@ def find_pairs(root: str | Path) -> list[PairRecord]:
             for func in sorted(func_dir.glob("*.png")):
                 mri = mri_dir / func.name
                 if not mri.is_file():
-                    raise ValueError(f"{func}: no MRI of the same name in {mri_dir}")
+                    raise InputError(func, f"no MRI of the same name in {mri_dir}")
                 match = _NAME.match(func.stem)
                 subject, slice_index = (int(match[1]), int(match[2])) if match else (None, None)
                 pairs.append(PairRecord(mri, func, modality, subject, slice_index))
     if not pairs:
-        raise ValueError(f"{root}: no MRI/ + PET/ or SPECT/ pair folders with PNG files")
+        raise InputError(root, "no MRI/ + PET/ or SPECT/ pair folders with PNG files")
     return pairs
 
 
@@ -97,9 +98,7 @@ def load_pair(pair: PairRecord) -> dict:
     mri = read_grey(pair.mri)
     rgb = read_rgb(pair.functional)
     if mri.shape != rgb.shape[:2]:
-        raise ValueError(
-            f"{pair.functional}: size {rgb.shape[:2]} differs from its MRI {pair.mri} {mri.shape}"
-        )
+        raise InputError(pair.functional, f"size {rgb.shape[:2]} differs from its MRI {pair.mri} {mri.shape}")
     return {
         "mri": mri[None],
         "functional": rgb_to_luma(rgb)[None],
