@@ -51,6 +51,34 @@ def score_pairs(pairs: Sequence[PairRecord],
     return rows
 
 
+def evaluate_pairs(pairs: Sequence[PairRecord], out_dir: str | Path, *, model=None,
+                   fused_dir: str | Path | None = None, overwrite: bool = False,
+                   progress: Callable[[int, int], None] | None = None) -> dict:
+    """Fuse (or read from ``fused_dir``) and score 2D pairs; write the reports.
+
+    Returns {"summary": ..., "paths": {...}}.  ``model`` defaults to the
+    shipped weights; a fused image in ``fused_dir`` is named like its
+    functional source.
+    """
+    from .inference import fuse_2d, load_pretrained
+    from .io.png import read_rgb
+
+    if fused_dir is not None:
+        fused_dir = Path(fused_dir)
+
+        def fuse(pair, mri, rgb):
+            return read_rgb(fused_dir / pair.functional.name)
+    else:
+        model = model if model is not None else load_pretrained()
+
+        def fuse(pair, mri, rgb):
+            return fuse_2d(mri, rgb, model)
+
+    rows = score_pairs(pairs, fuse, progress)
+    paths = write_report(rows, out_dir, overwrite=overwrite)
+    return {"summary": summarize(rows), "paths": paths}
+
+
 def summarize(rows: Iterable[dict]) -> dict:
     """Mean of each metric per method, and where MixFuse beats every baseline."""
     rows = list(rows)

@@ -27,29 +27,20 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..evaluation import format_summary, score_pairs, summarize, write_report
-    from ..training.data import find_pairs, split_pairs
+    from ..evaluation import evaluate_pairs, format_summary
+    from ..training.data import find_pairs, select_split
 
-    pairs = find_pairs(args.pairs)
-    if args.split != "all":
-        pairs = split_pairs(pairs)[0 if args.split == "train" else 1]
-    if args.fused is not None:
-        from ..io.png import read_rgb
-
-        def fuse(pair, mri, rgb):
-            return read_rgb(args.fused / pair.functional.name)
-    else:
-        from ..inference import fuse_2d, load_pretrained
+    pairs = select_split(find_pairs(args.pairs), args.split)
+    model = None
+    if args.fused is None:
+        from ..inference import load_pretrained
 
         model = load_pretrained(weights=args.weights)
-
-        def fuse(pair, mri, rgb):
-            return fuse_2d(mri, rgb, model)
-
     with tqdm(total=len(pairs), unit="pair", desc="evaluate") as bar:
-        rows = score_pairs(pairs, fuse, progress=lambda done, total: bar.update(done - bar.n))
-    paths = write_report(rows, args.out, overwrite=args.overwrite)
-    print(format_summary(summarize(rows)))
-    for path in paths.values():
+        report = evaluate_pairs(pairs, args.out, model=model, fused_dir=args.fused,
+                                overwrite=args.overwrite,
+                                progress=lambda done, total: bar.update(done - bar.n))
+    print(format_summary(report["summary"]))
+    for path in report["paths"].values():
         print(f"wrote {path}")
     return 0

@@ -93,6 +93,15 @@ def split_pairs(pairs: list[PairRecord]) -> tuple[list[PairRecord], list[PairRec
     return train, val
 
 
+def select_split(pairs: list[PairRecord], split: str) -> list[PairRecord]:
+    """"all", "train" or "validation" side of :func:`split_pairs`."""
+    if split == "all":
+        return list(pairs)
+    if split not in ("train", "validation"):
+        raise ValueError(f"unknown split {split!r}: use all, train or validation")
+    return split_pairs(pairs)[0 if split == "train" else 1]
+
+
 def load_pair(pair: PairRecord) -> dict:
     """{"mri": (1, H, W), "functional": (1, H, W) luma, "functional_rgb": (H, W, 3)}."""
     mri = read_grey(pair.mri)

@@ -1,0 +1,207 @@
+"""The whole job for one patient: load, register, resample, normalise, colour, fuse, export.
+
+:func:`fuse_study` works from files, :func:`fuse_volumes` from volumes in
+memory (napari layers); both run the same MONAI transform chain
+(:func:`preprocessing`) and the same slice-wise fusion, so the bundle, the
+plugin, the CLI and the batch runner give the same result for the same input.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.data import MetaTensor
+from monai.transforms import Compose
+
+from .errors import InputError
+from .io.geometry import axis_closest_to
+from .study import FusedStudy
+from .transforms import (
+    DEFAULT_SUV_WINDOW,
+    ApplyColormapd,
+    NormalizeFunctionald,
+    NormalizeMRId,
+    ResampleToReferenced,
+    RigidRegisterd,
+)
+
+STAGES = ("load", "register", "resample", "normalise", "fuse", "export")
+Progress = Callable[[str, float], None]  # (stage, fraction of the stage done), may raise to cancel
+
+FUNCTIONAL_MODALITIES = {"PET": "PET", "PT": "PET", "SPECT": "SPECT", "NM": "SPECT"}
+
+
+@dataclass
+class FusionOptions:
+    """Every choice of the fusion job; defaults suit brain MRI with FDG PET or perfusion SPECT."""
+
+    register: bool = True  # rigid MI registration; False trusts the scanners' world coordinates
+    registration: dict = field(default_factory=dict)  # RigidOptions overrides (bins, sampling, ...)
+    colormap: str | None = None  # None: the modality's atlas-like map ("pet" / "spect")
+    functional_scaling: str = "auto"  # "auto" (SUV window for SUV PET), "suv", "percentile"
+    suv_window: tuple[float, float] = DEFAULT_SUV_WINDOW
+    functional_upper_percentile: float = 99.5
+    mri_percentiles: tuple[float, float] = (0.5, 99.5)
+    n4: bool = False  # N4 bias-field correction of the MRI before scaling
+    batch_size: int = 8  # slices per network call
+    device: str | None = None  # torch device; None = CUDA when present, else CPU
+
+    @classmethod
+    def from_kwargs(cls, **options) -> FusionOptions:
+        known = {f.name for f in fields(cls)}
+        unknown = set(options) - known
+        if unknown:
+            raise TypeError(f"unknown fusion option(s) {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**options)
+
+
+def functional_modality(modality: str | None, volume: MetaTensor | None = None) -> str:
+    """"PET" or "SPECT" from a user's word or the volume's DICOM modality."""
+    candidates = [modality, volume.meta.get("modality") if isinstance(volume, MetaTensor) else None]
+    for value in candidates:
+        if value and str(value).upper() in FUNCTIONAL_MODALITIES:
+            return FUNCTIONAL_MODALITIES[str(value).upper()]
+    if modality:
+        raise ValueError(f"modality must be PET or SPECT, not {modality!r}")
+    raise ValueError("cannot tell PET from SPECT: pass modality='PET' or 'SPECT'")
+
+
+def preprocessing(options: FusionOptions, modality: str) -> Compose:
+    """The MONAI chain from loaded volumes to fusion inputs, on dict keys mri / functional.
+
+    Adds "functional_scaled" (the functional volume in [0, 1] on the MRI
+    grid), "functional_scaled_rgb" and "functional_scaled_luma"; "mri" is
+    scaled to [0, 1] into "mri_scaled"; "functional" stays in its units.
+    """
+    from monai.transforms import CopyItemsd
+
+    steps = []
+    if options.register:
+        steps.append(RigidRegisterd(keys="functional", fixed_key="mri", **options.registration))
+    steps += [
+        ResampleToReferenced(keys="functional", ref_key="mri"),
+        CopyItemsd(keys=("mri", "functional"), names=("mri_scaled", "functional_scaled")),
+        NormalizeMRId(keys="mri_scaled", lower=options.mri_percentiles[0],
+                      upper=options.mri_percentiles[1], n4=options.n4),
+        NormalizeFunctionald(keys="functional_scaled", mode=options.functional_scaling,
+                             suv_window=options.suv_window, upper=options.functional_upper_percentile),
+        ApplyColormapd(keys="functional_scaled",
+                       name=options.colormap or ("pet" if modality == "PET" else "spect")),
+    ]
+    return Compose(steps)
+
+
+def _check_volume(volume: MetaTensor, what: str) -> None:
+    source = volume.meta.get("filename_or_obj") if isinstance(volume, MetaTensor) else None
+    if not isinstance(volume, MetaTensor) or volume.dim() != 4 or volume.shape[0] != 1:
+        shape = tuple(volume.shape) if hasattr(volume, "shape") else type(volume).__name__
+        raise InputError(source, f"{what}: expected a 3D volume as a (1, X, Y, Z) MetaTensor, got {shape}")
+    if min(volume.shape[1:]) < 2:
+        raise InputError(source, f"{what}: volume of shape {tuple(volume.shape[1:])} is not 3D")
+    if not torch.isfinite(volume).all():
+        raise InputError(source, f"{what}: contains NaN or infinite voxels")
+
+
+def _as_result_volume(array: np.ndarray | torch.Tensor, reference: MetaTensor, **meta) -> MetaTensor:
+    keep = {k: reference.meta[k] for k in ("affine", "original_affine", "spatial_shape", "space",
+                                           "patient", "study", "series", "source_format",
+                                           "source_files", "filename_or_obj") if k in reference.meta}
+    return MetaTensor(torch.as_tensor(np.asarray(array)), meta={**keep, **meta})
+
+
+def fuse_volumes(mri: MetaTensor, functional: MetaTensor, *, modality: str | None = None, model=None,
+                 progress: Progress | None = None, **options) -> FusedStudy:
+    """Register, resample, normalise, colour and fuse two loaded volumes.
+
+    Everything returned lies on the MRI grid.  ``options`` are
+    :class:`FusionOptions` fields; ``model`` defaults to the shipped weights.
+    ``progress(stage, fraction)`` reports each stage; raising from it cancels.
+    """
+    opts = options.pop("_options", None) or FusionOptions.from_kwargs(**options)
+    modality = functional_modality(modality, functional)
+    _check_volume(mri, "MRI")
+    _check_volume(functional, modality)
+    report = progress or (lambda stage, fraction: None)
+    timings: dict[str, float] = {}
+    data = {"mri": mri, "functional": functional}
+    for transform in preprocessing(opts, modality).transforms:
+        stage = ("register" if isinstance(transform, RigidRegisterd) else
+                 "resample" if isinstance(transform, ResampleToReferenced) else "normalise")
+        report(stage, 0.0)
+        start = time.perf_counter()
+        data = transform(data)
+        timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - start
+        report(stage, 1.0)
+
+    if model is None:
+        from .inference import _cached_pretrained, default_device
+
+        model = _cached_pretrained(str(torch.device(opts.device) if opts.device else default_device()))
+    elif opts.device is not None:
+        model = model.to(opts.device)
+    from .inference import fuse_volume
+
+    report("fuse", 0.0)
+    start = time.perf_counter()
+    axis = axis_closest_to(np.asarray(mri.affine))
+    luma, rgb = fuse_volume(data["mri_scaled"][0].numpy(), data["functional_scaled_rgb"].numpy(), model,
+                            axis=axis, batch_size=opts.batch_size,
+                            progress=lambda done, total: report("fuse", done / total))
+    timings["fuse"] = time.perf_counter() - start
+
+    scaled = data["functional_scaled"]
+    window = scaled.meta.get("intensity_window", {})
+    colormap = data["functional_scaled_rgb"].meta.get("colormap", opts.colormap)
+    registered = data["functional"]
+    study = FusedStudy(
+        mri=mri,
+        functional=registered,
+        fused_luma=_as_result_volume(luma[None].astype(np.float32), mri, kind="fused luma"),
+        fused_rgb=_as_result_volume(np.rint(rgb * 255).astype(np.uint8), mri, kind="fused RGB overlay"),
+        modality=modality,
+        colormap=colormap,
+        window=(float(window.get("low", 0.0)), float(window.get("high", 1.0))),
+        registration=registered.meta.get("registration"),
+        notes={"timings": timings, "slice_axis": axis, "options": asdict(opts),
+               "functional_scaling": window.get("method", "")},
+    )
+    return study
+
+
+def fuse_study(mri: str | Path, functional: str | Path, out_dir: str | Path, *, modality: str = "PET",
+               register: bool = True, formats: Sequence[str] = ("nifti", "dicom"),
+               overwrite: bool = False, deidentify: bool = False, identity: dict | None = None,
+               model=None, progress: Progress | None = None, **options) -> dict[str, Path]:
+    """The whole job for one patient, files in and files out.
+
+    ``mri`` and ``functional`` are NIfTI files or DICOM folders.  Returns the
+    paths written, keyed by what they are.  ``options`` are
+    :class:`FusionOptions` fields (colour map, SUV window, batch size, ...).
+    """
+    from .export import export_study
+    from .io import load_volume
+
+    report = progress or (lambda stage, fraction: None)
+    opts = FusionOptions.from_kwargs(register=register, **options)
+    modality = functional_modality(modality)
+    report("load", 0.0)
+    start = time.perf_counter()
+    mri_volume = load_volume(mri, modality="MR")
+    functional_volume = load_volume(functional, modality="PT" if modality == "PET" else "NM")
+    load_seconds = time.perf_counter() - start
+    report("load", 1.0)
+    study = fuse_volumes(mri_volume, functional_volume, modality=modality, model=model,
+                         progress=progress, _options=opts)
+    study.notes["timings"] = {"load": load_seconds, **study.notes["timings"]}
+    report("export", 0.0)
+    start = time.perf_counter()
+    paths = export_study(study, out_dir, formats=formats, overwrite=overwrite, deidentify=deidentify,
+                         identity=identity)
+    study.notes["timings"]["export"] = time.perf_counter() - start
+    report("export", 1.0)
+    return paths
