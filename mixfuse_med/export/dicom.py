@@ -1,0 +1,315 @@
+"""DICOM series of a fused study: the RGB overlay and the functional volume, on the MRI's slices.
+
+SOP classes, and why (every choice checked with dciodvfy, SimpleITK and Orthanc):
+
+* Fused RGB overlay -> **Secondary Capture Image Storage** (highdicom ``SCImage``),
+  one RGB instance per MRI slice, with the Image Plane attributes
+  (ImagePositionPatient, ImageOrientationPatient, PixelSpacing, SliceThickness)
+  and the MRI's FrameOfReferenceUID added.  That makes it a *Standard Extended*
+  SOP class (dciodvfy: warnings "not present in standard IOD", no error), and it
+  is what every PACS and viewer stores and shows, stacked by position; GDCM
+  (SimpleITK) reads the plane attributes of SC.  The single-frame colour IODs
+  with a native image plane do not exist; the colour enhanced IODs
+  (Enhanced MR Color) need the MR acquisition functional groups a derived
+  overlay does not have, highdicom has no class for them, and few viewers show
+  them.  Multi-frame True Color SC would break "one instance per MRI slice".
+* Registered PET -> **PET Image Storage** (pydicom; highdicom has no PET class):
+  the IOD PACS and viewers know for PET values, with Units (GML for SUV with
+  SUVType, BQML, CNTS) and per-slice RescaleSlope over signed 16-bit pixels
+  (the PET IOD fixes RescaleIntercept at 0).  Radiopharmaceutical and decay
+  facts are copied from the source PET when it was DICOM.
+* Registered SPECT -> **Secondary Capture**, 16-bit grey with a Modality LUT
+  (per-slice RescaleSlope/Intercept, RescaleType = the units), plane attributes
+  as for the overlay.  The NM Image IOD was tried: as a RECON TOMO it requires
+  rotation/acquisition attributes (start angle, scan arc, ...) a resampled
+  volume does not have, and dciodvfy's NM IOD has no Rescale Slope, so counts
+  could not be kept.
+
+Float values: slice k is stored as ``round(value / slope)`` (PET) or
+``round((value - intercept) / slope)`` (SC) with the slope chosen from that
+slice's range, so reading back gives the values to within half a slope.
+NaN (outside the functional field of view) is written as 0.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterator
+from pathlib import Path
+
+import highdicom as hd
+import numpy as np
+import torch
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.uid import ExplicitVRLittleEndian, PositronEmissionTomographyImageStorage
+from pydicom.valuerep import format_number_as_ds
+
+from mixfuse_med import __version__
+from mixfuse_med.export.atomic import atomic_path
+from mixfuse_med.export.dicom_sources import SourceSeries
+from mixfuse_med.export.identity import ExportIdentity, new_uid
+from mixfuse_med.export.nifti import affine_of
+from mixfuse_med.io.geometry import DicomSliceGeometry, dicom_slice_geometry
+
+MANUFACTURER = "mixfuse-med"
+# PET Units (0054,1001) and SUV Type (0054,1006) for the units strings of the volume contract
+_PET_UNITS = {"SUVBW": ("GML", "BW"), "SUVLBM": ("GML", "LBM"), "SUVIBW": ("GML", "IBW"),
+              "SUVBSA": ("CM2ML", "BSA"), "BQML": ("BQML", None), "CNTS": ("CNTS", None)}
+# copied from the source PET when present: radiopharmaceutical, decay and timing facts
+_PET_COPIED = ("RadiopharmaceuticalInformationSequence", "DecayCorrection", "CorrectedImage", "CountsSource",
+               "SeriesDate", "SeriesTime", "AcquisitionDate", "AcquisitionTime", "FrameReferenceTime",
+               "ActualFrameDuration", "DecayFactor", "ReconstructionMethod", "PatientWeight", "PatientSize")
+
+
+def _code(value: str, meaning: str, scheme: str = "DCM") -> Dataset:
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, scheme, meaning
+    return item
+
+
+def _ds(values) -> list[str]:
+    return [format_number_as_ds(float(v)) for v in values]
+
+
+def _now() -> tuple[str, str]:
+    now = datetime.datetime.now()
+    return now.strftime("%Y%m%d"), now.strftime("%H%M%S.%f")
+
+
+def _orientation_letters(direction_lps) -> str:
+    """PatientOrientation letters of one in-plane direction (dominant first, as DICOM asks)."""
+    letters = (("L", "R"), ("P", "A"), ("H", "F"))
+    order = np.argsort(-np.abs(direction_lps))
+    out = [letters[a][0 if direction_lps[a] > 0 else 1] for a in order if abs(direction_lps[a]) > 1e-3]
+    return "".join(out[:3])
+
+
+def _array(volume) -> np.ndarray:
+    return volume.detach().cpu().numpy() if isinstance(volume, torch.Tensor) else np.asarray(volume)
+
+
+def series_number(mri_meta: dict, offset: int) -> int:
+    """Derived series numbered after the MRI's (MR 5 -> 591, 592) so they sort next to it."""
+    try:
+        base = int(str((mri_meta.get("series") or {}).get("SeriesNumber") or 0))
+    except ValueError:
+        base = 0
+    return base * 100 + offset
+
+
+class SeriesWriter:
+    """Shared modules of one derived series: identity, geometry, references, series UID."""
+
+    def __init__(self, study, identity: ExportIdentity, mri_source: SourceSeries | None,
+                 other_sources: list[SourceSeries], *, description: str, number: int) -> None:
+        self.study = study
+        self.identity = identity
+        self.mri_source = mri_source
+        self.related = [s for s in [mri_source, *other_sources] if s is not None]
+        self.description = description[:64]
+        self.number = number
+        self.series_uid = new_uid()
+        shape = tuple(int(n) for n in study.mri.shape[1:])
+        self.geometry: DicomSliceGeometry = dicom_slice_geometry(affine_of(study.mri), shape)
+        self.date, self.time = _now()
+        header = mri_source.header if mri_source is not None else None
+        self.body_part = str(getattr(header, "BodyPartExamined", "") or "")
+        self.laterality = str(getattr(header, "Laterality", "") or "")
+
+    def orientation(self) -> tuple[str, str]:
+        iop = self.geometry.image_orientation
+        return _orientation_letters(np.asarray(iop[:3])), _orientation_letters(np.asarray(iop[3:]))
+
+    def complete(self, ds: Dataset, k: int) -> Dataset:
+        """Add what every exported instance shares: plane, frame of reference, series, references."""
+        identity, geometry = self.identity, self.geometry
+        ds.SpecificCharacterSet = "ISO_IR 192"
+        for key in ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "StudyInstanceUID",
+                    "StudyDate", "StudyTime", "AccessionNumber", "StudyID", "ReferringPhysicianName"):
+            setattr(ds, key, getattr(identity, key))
+        if identity.StudyDescription:
+            ds.StudyDescription = identity.StudyDescription
+        if identity.synthetic:
+            ds.PatientComments = "Synthetic identity made by mixfuse-med: the input had none (NIfTI)"
+        ds.SeriesInstanceUID = self.series_uid
+        ds.SeriesNumber = self.number
+        ds.SeriesDescription = self.description
+        ds.SeriesDate, ds.SeriesTime = self.date, self.time
+        ds.InstanceNumber = k + 1
+        ds.ContentDate, ds.ContentTime = self.date, self.time
+        ds.Manufacturer = MANUFACTURER
+        ds.ManufacturerModelName = "MixFuse"
+        ds.SoftwareVersions = __version__
+        if self.body_part:
+            ds.BodyPartExamined = self.body_part
+            if self.laterality:
+                ds.Laterality = self.laterality
+        else:
+            ds.Laterality = ""  # body part unknown: empty is what the standard asks for then
+        ds.FrameOfReferenceUID = identity.FrameOfReferenceUID
+        ds.PositionReferenceIndicator = ""
+        ds.ImagePositionPatient = _ds(geometry.positions[k])
+        ds.ImageOrientationPatient = _ds(geometry.image_orientation)
+        ds.PixelSpacing = _ds(geometry.pixel_spacing)
+        ds.SliceThickness = format_number_as_ds(geometry.slice_spacing)
+        self._references(ds, k)
+        return ds
+
+    def _references(self, ds: Dataset, k: int) -> None:
+        related = []
+        for source in self.related:
+            item = Dataset()
+            item.StudyInstanceUID, item.SeriesInstanceUID = source.study_uid, source.series_uid
+            item.PurposeOfReferenceCodeSequence = Sequence(
+                [_code("121322", "Source image for image processing operation")])
+            related.append(item)
+        if related:
+            ds.RelatedSeriesSequence = Sequence(related)
+        if self.mri_source is None:
+            return
+        tolerance = 0.01 * min(self.geometry.slice_spacing, *self.geometry.pixel_spacing)
+        match = self.mri_source.instance_at(self.geometry.positions[k], tolerance)
+        if match is None:
+            return
+        source_image = Dataset()
+        source_image.ReferencedSOPClassUID, source_image.ReferencedSOPInstanceUID = match
+        source_image.PurposeOfReferenceCodeSequence = Sequence(
+            [_code("121322", "Source image for image processing operation")])
+        ds.SourceImageSequence = Sequence([source_image])
+        if self.mri_source.study_uid == self.identity.StudyInstanceUID:
+            instance = Dataset()
+            instance.ReferencedSOPClassUID, instance.ReferencedSOPInstanceUID = match
+            series = Dataset()
+            series.SeriesInstanceUID = self.mri_source.series_uid
+            series.ReferencedInstanceSequence = Sequence([instance])
+            ds.ReferencedSeriesSequence = Sequence([series])
+
+
+def _sc_image(writer: SeriesWriter, pixels: np.ndarray, photometric: str, bits: int, k: int) -> Dataset:
+    identity = writer.identity
+
+    def optional(value: str) -> str | None:
+        return value or None
+
+    ds = hd.sc.SCImage(
+        pixel_array=pixels, photometric_interpretation=photometric, bits_allocated=bits,
+        coordinate_system="PATIENT", study_instance_uid=identity.StudyInstanceUID,
+        series_instance_uid=writer.series_uid, series_number=writer.number, sop_instance_uid=new_uid(),
+        instance_number=k + 1, manufacturer=MANUFACTURER, patient_id=optional(identity.PatientID),
+        patient_name=optional(identity.PatientName), patient_orientation=writer.orientation(),
+        pixel_spacing=writer.geometry.pixel_spacing,
+    )
+    ds.ConversionType = "WSD"  # made on a workstation from other images
+    return ds
+
+
+def fused_rgb_datasets(writer: SeriesWriter) -> Iterator[Dataset]:
+    """One RGB Secondary Capture per MRI slice; slice k pixels = rgb[:, :, :, k] as (rows=Y, cols=X)."""
+    study = writer.study
+    rgb = _array(study.fused_rgb)
+    if rgb.dtype != np.uint8:
+        rgb = np.clip(np.round(rgb), 0, 255).astype(np.uint8)
+    for k in range(rgb.shape[3]):
+        ds = _sc_image(writer, np.ascontiguousarray(rgb[:, :, :, k].transpose(2, 1, 0)), "RGB", 8, k)
+        ds.Modality = "OT"
+        ds.ImageType = ["DERIVED", "SECONDARY", "FUSION"]
+        ds.DerivationDescription = (f"MixFuse fusion of MR (luma) with registered {study.modality} "
+                                    f"(colour map {study.colormap}, window {study.window[0]:g} to "
+                                    f"{study.window[1]:g} {study.functional.meta.get('units', '')})")[:1024]
+        yield writer.complete(ds, k)
+
+
+def _quantise(values: np.ndarray, signed_zero_intercept: bool) -> tuple[np.ndarray, float, float]:
+    """Integers, slope and intercept for one slice (slope written as DS, so use its DS value)."""
+    values = np.nan_to_num(values.astype(np.float64), nan=0.0)
+    if signed_zero_intercept:
+        top = float(np.abs(values).max())
+        slope = float(format_number_as_ds(top / 32767)) if top > 0 else 1.0
+        pixels = np.clip(np.round(values / slope), -32768, 32767).astype("<i2")
+        return pixels, slope, 0.0
+    low, high = float(values.min()), float(values.max())
+    intercept = float(format_number_as_ds(low))
+    slope = float(format_number_as_ds((high - intercept) / 65535)) if high > intercept else 1.0
+    pixels = np.clip(np.round((values - intercept) / slope), 0, 65535).astype("<u2")
+    return pixels, slope, intercept
+
+
+def _derivation(ds: Dataset, study) -> None:
+    units = study.functional.meta.get("units", "") or "unknown units"
+    ds.DerivationDescription = (f"{study.modality} registered to the MR and resampled on its grid; "
+                                f"values in {units}")
+    ds.DerivationCodeSequence = Sequence([_code("113085", "Spatial resampling")])
+
+
+def _pet_dataset(writer: SeriesWriter, functional_source: SourceSeries | None, k: int,
+                 pixels: np.ndarray, slope: float, n_slices: int) -> Dataset:
+    study = writer.study
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = PositronEmissionTomographyImageStorage
+    ds.SOPInstanceUID = new_uid()
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.Modality = "PT"
+    ds.ImageType = ["DERIVED", "PRIMARY"]
+    units = str(study.functional.meta.get("units", "") or "").upper()
+    ds.Units, suv_type = _PET_UNITS.get(units, ("NONE", None))
+    if suv_type:
+        ds.SUVType = suv_type
+    ds.CountsSource, ds.SeriesType = "EMISSION", ["STATIC", "IMAGE"]
+    ds.CorrectedImage, ds.DecayCorrection, ds.CollimatorType = [], "NONE", "NONE"
+    ds.NumberOfSlices = n_slices
+    ds.RadiopharmaceuticalInformationSequence = Sequence()
+    ds.PatientOrientationCodeSequence, ds.PatientGantryRelationshipCodeSequence = Sequence(), Sequence()
+    ds.AcquisitionContextSequence = Sequence()
+    ds.FrameReferenceTime, ds.ActualFrameDuration = 0, None
+    ds.AcquisitionDate, ds.AcquisitionTime = None, None
+    writer.complete(ds, k)
+    header = functional_source.header if functional_source is not None else None
+    if header is not None and getattr(header, "Modality", "") == "PT":
+        for key in _PET_COPIED:
+            if key in header:
+                ds[key] = header[key]
+    ds.ImageIndex = k + 1
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.Rows, ds.Columns = pixels.shape
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+    ds.RescaleIntercept, ds.RescaleSlope = "0", format_number_as_ds(slope)
+    ds.PixelData = pixels.tobytes()
+    return ds
+
+
+def functional_datasets(writer: SeriesWriter, functional_source: SourceSeries | None) -> Iterator[Dataset]:
+    """The registered PET (PET Image) or SPECT (grey SC) on the MRI's slices, in its units."""
+    study = writer.study
+    values = _array(study.functional)[0]
+    is_pet = study.modality.upper() in ("PET", "PT")
+    for k in range(values.shape[2]):
+        pixels, slope, intercept = _quantise(values[:, :, k].T, signed_zero_intercept=is_pet)
+        if is_pet:
+            ds = _pet_dataset(writer, functional_source, k, pixels, slope, values.shape[2])
+        else:
+            ds = _sc_image(writer, pixels, "MONOCHROME2", 16, k)
+            ds.Modality = "NM"
+            ds.ImageType = ["DERIVED", "SECONDARY", "RESAMPLED"]
+            ds.RescaleIntercept, ds.RescaleSlope = format_number_as_ds(intercept), format_number_as_ds(slope)
+            ds.RescaleType = (str(study.functional.meta.get("units", "") or "US"))[:64]
+            writer.complete(ds, k)
+        _derivation(ds, study)
+        yield ds
+
+
+def write_series(datasets, folder: str | Path, *, overwrite: bool = False, transform=None) -> Path:
+    """Write every dataset into ``folder`` as a whole: a temporary folder renamed when all are written.
+
+    ``transform`` (e.g. de-identification) is applied to each dataset just before it is written.
+    """
+    folder = Path(folder)
+    with atomic_path(folder, overwrite=overwrite, folder=True) as temp:
+        for index, ds in enumerate(datasets, start=1):
+            if transform is not None:
+                ds = transform(ds)
+            ds.save_as(temp / f"{index:04d}.dcm", enforce_file_format=True)
+    return folder
