@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Iterator
+from copy import deepcopy
 from pathlib import Path
 
 import highdicom as hd
@@ -148,7 +149,6 @@ class SeriesWriter:
         else:
             ds.Laterality = ""  # body part unknown: empty is what the standard asks for then
         ds.FrameOfReferenceUID = identity.FrameOfReferenceUID
-        ds.PositionReferenceIndicator = ""
         ds.ImagePositionPatient = _ds(geometry.positions[k])
         ds.ImageOrientationPatient = _ds(geometry.image_orientation)
         ds.PixelSpacing = _ds(geometry.pixel_spacing)
@@ -188,6 +188,7 @@ class SeriesWriter:
 
 def _sc_image(writer: SeriesWriter, pixels: np.ndarray, photometric: str, bits: int, k: int) -> Dataset:
     identity = writer.identity
+    orientation = writer.orientation()
 
     def optional(value: str) -> str | None:
         return value or None
@@ -197,9 +198,10 @@ def _sc_image(writer: SeriesWriter, pixels: np.ndarray, photometric: str, bits: 
         coordinate_system="PATIENT", study_instance_uid=identity.StudyInstanceUID,
         series_instance_uid=writer.series_uid, series_number=writer.number, sop_instance_uid=new_uid(),
         instance_number=k + 1, manufacturer=MANUFACTURER, patient_id=optional(identity.PatientID),
-        patient_name=optional(identity.PatientName), patient_orientation=writer.orientation(),
+        patient_name=optional(identity.PatientName), patient_orientation=tuple(o[0] for o in orientation),
         pixel_spacing=writer.geometry.pixel_spacing,
     )
+    ds.PatientOrientation = list(orientation)  # highdicom takes one letter; oblique planes have more
     ds.ConversionType = "WSD"  # made on a workstation from other images
     return ds
 
@@ -271,7 +273,11 @@ def _pet_dataset(writer: SeriesWriter, functional_source: SourceSeries | None, k
     if header is not None and getattr(header, "Modality", "") == "PT":
         for key in _PET_COPIED:
             if key in header:
-                ds[key] = header[key]
+                ds[key] = deepcopy(header[key])
+        for item in ds.RadiopharmaceuticalInformationSequence:
+            if "RadionuclideCodeSequence" not in item:  # type 2 in the PET Isotope module
+                item.RadionuclideCodeSequence = Sequence()
+    ds.PositionReferenceIndicator = ""  # Frame of Reference module, part of the PET IOD
     ds.ImageIndex = k + 1
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
     ds.Rows, ds.Columns = pixels.shape

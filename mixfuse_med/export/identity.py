@@ -9,6 +9,7 @@ can override field by field.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import uuid
 from dataclasses import dataclass, fields, replace
@@ -82,7 +83,9 @@ def identity_from_mri(mri_meta: dict, overrides: dict | None = None) -> ExportId
     if synthetic:
         digest = hashlib.sha256((key or entropy[0]).encode()).hexdigest()[:12].upper()
         patient = {"PatientID": SYNTHETIC_PATIENT_PREFIX + digest, "PatientName": SYNTHETIC_PATIENT_NAME}
-        study = {"StudyDescription": "MixFuse synthetic study (no source identity)", "StudyID": "MIXFUSE"}
+        now = datetime.datetime.now()
+        study = {"StudyDescription": "MixFuse synthetic study (no source identity)", "StudyID": "MIXFUSE",
+                 "StudyDate": now.strftime("%Y%m%d"), "StudyTime": now.strftime("%H%M%S")}
     identity = ExportIdentity(
         PatientID=_text(patient.get("PatientID")),
         PatientName=_text(patient.get("PatientName")),
