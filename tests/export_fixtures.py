@@ -62,7 +62,8 @@ def write_source_series(folder: Path, modality: str, affine: np.ndarray, shape, 
         ds.file_meta = FileMetaDataset()
         ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
         ds.SOPClassUID, ds.SOPInstanceUID = sop_class, generate_uid()
-        ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID = sop_class, ds.SOPInstanceUID
+        ds.file_meta.MediaStorageSOPClassUID = sop_class
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
         ds.SpecificCharacterSet = "ISO_IR 192"
         for key, value in {**PATIENT, **STUDY, **series}.items():
             setattr(ds, key, value)
@@ -91,7 +92,8 @@ def _pet_extra() -> dict:
     radiopharmaceutical.RadiopharmaceuticalStartTime = "093000"
     radiopharmaceutical.RadionuclideTotalDose = "350000000"
     radiopharmaceutical.RadionuclideHalfLife = "6586.2"
-    return {"Units": "BQML", "DecayCorrection": "START", "DecayFactor": "1.02", "CorrectedImage": ["DECY", "ATTN"],
+    return {"Units": "BQML", "DecayCorrection": "START", "DecayFactor": "1.02",
+            "CorrectedImage": ["DECY", "ATTN"],
             "SeriesDate": "20240315", "SeriesTime": "100000", "FrameReferenceTime": "0",
             "RadiopharmaceuticalInformationSequence": Sequence([radiopharmaceutical]),
             "PatientWeight": "71.5"}
@@ -119,10 +121,11 @@ def make_study(tmp_path: Path | None = None, *, source: str = "dicom", modality:
     if source == "dicom":
         assert tmp_path is not None
         mr_files = write_source_series(tmp_path / "source_mr", "MR", affine, SHAPE, MR_SERIES)
-        pet_files = write_source_series(tmp_path / "source_pet", "PT", oblique_affine(seed + 7, (2.0, 2.0, 3.0)),
-                                        (6, 5, 3), PET_SERIES, _pet_extra())
-        mri_meta.update(patient=dict(PATIENT), study=dict(STUDY), series=dict(MR_SERIES), source_format="dicom",
-                        source_files=mr_files)
+        pet_affine = oblique_affine(seed + 7, (2.0, 2.0, 3.0))
+        pet_files = write_source_series(tmp_path / "source_pet", "PT", pet_affine, (6, 5, 3), PET_SERIES,
+                                        _pet_extra())
+        mri_meta.update(patient=dict(PATIENT), study=dict(STUDY), series=dict(MR_SERIES),
+                        source_format="dicom", source_files=mr_files)
         fun_meta.update(patient=dict(PATIENT), study=dict(STUDY), series=dict(PET_SERIES),
                         source_format="dicom", source_files=pet_files)
     elif tmp_path is not None:

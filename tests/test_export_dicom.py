@@ -51,9 +51,9 @@ def _affine_from_headers(series: list[pydicom.Dataset]) -> np.ndarray:
     lps = np.eye(4)
     lps[:3, 0] = iop[:3] * column_spacing
     lps[:3, 1] = iop[3:] * row_spacing
-    lps[:3, 2] = (np.asarray(last.ImagePositionPatient, float) - np.asarray(first.ImagePositionPatient, float)) \
-        / (len(series) - 1)
-    lps[:3, 3] = np.asarray(first.ImagePositionPatient, float)
+    start, end = (np.asarray(ds.ImagePositionPatient, float) for ds in (first, last))
+    lps[:3, 2] = (end - start) / (len(series) - 1)
+    lps[:3, 3] = start
     return np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
 
 
@@ -181,8 +181,8 @@ def test_nifti_input_gets_a_synthetic_identity_that_is_stable_and_overridable(tm
 
     # the same input files give the same synthetic patient and study on every run; other files another
     study = make_study(tmp_path, source="nifti", modality="SPECT", seed=1)
-    runs = [read_series_pydicom(export_study(study, tmp_path / name, formats=("dicom",))["fused_rgb_dicom"])[0]
-            for name in ("run1", "run2")]
+    runs = [export_study(study, tmp_path / run, formats=("dicom",))["fused_rgb_dicom"] for run in "ab"]
+    runs = [read_series_pydicom(folder)[0] for folder in runs]
     assert (runs[0].PatientID, runs[0].StudyInstanceUID) == (runs[1].PatientID, runs[1].StudyInstanceUID)
     assert runs[0].SeriesInstanceUID != runs[1].SeriesInstanceUID
     assert (runs[0].PatientID, runs[0].StudyInstanceUID) != (rgb[0].PatientID, rgb[0].StudyInstanceUID)
