@@ -144,7 +144,7 @@ def deidentify_dataset(dataset: Dataset, pseudonymizer: Pseudonymizer) -> Datase
         dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
     dataset.PatientIdentityRemoved = "YES"
     dataset.LongitudinalTemporalInformationModified = "REMOVED"
-    dataset.DeidentificationMethod = "mixfuse-med: PS3.15 basic profile, keyed pseudonyms, clean descriptors"
+    dataset.DeidentificationMethod = "mixfuse-med: PS3.15 basic profile, keyed pseudonyms"  # LO: 64 max
     methods = []
     for value, meaning in (("113100", "Basic Application Confidentiality Profile"),
                            ("113105", "Clean Descriptors Option")):
