@@ -99,14 +99,7 @@ def send_to_pacs(files_or_folder, host: str, port: int, called_ae: str, calling_
         with _captured_pynetdicom_errors() as log:
             assoc = ae.associate(host, int(port), ae_title=called_ae)
             if not assoc.is_established:
-                if assoc.is_rejected:
-                    problem = "the node rejected the association"
-                elif assoc.is_aborted:
-                    problem = "the node aborted the association"
-                else:
-                    problem = "no DICOM node answered (connection refused or timed out)"
-                details = "; ".join(m for m in log.messages if m.startswith(("Reason", "Result")))
-                problem += f" [{details}]" if details else ""
+                problem = _why_not_established(assoc, log.messages)
                 continue
             try:
                 pending, problem = _store(assoc, pending, headers, report, node)
@@ -117,6 +110,19 @@ def send_to_pacs(files_or_folder, host: str, port: int, called_ae: str, calling_
         raise ExportError(f"{node}: {len(pending)} of {len(files)} file(s) not stored after "
                           f"{report.attempts} attempt(s): {problem} (calling AE {calling_ae!r})")
     return report
+
+
+def _why_not_established(assoc, messages: list[str]) -> str:
+    """Unreachable, rejected (with the node's reason) or aborted, from pynetdicom's state and log."""
+    tcp = [m for m in messages if m.startswith("TCP Initialisation Error")]
+    if tcp:
+        return f"no DICOM node answered ({tcp[-1].split(':', 1)[1].strip()})"
+    if assoc.is_rejected:
+        details = "; ".join(m for m in messages if m.startswith(("Reason", "Result")))
+        return "the node rejected the association" + (f" [{details}]" if details else "")
+    if assoc.is_aborted:
+        return "the node aborted the association"
+    return "no answer to the association request (timed out)"
 
 
 def _store(assoc, pending: list[Path], headers: dict, report: SendReport,
