@@ -15,7 +15,13 @@ from export_fixtures import make_study
 
 from mixfuse_med.errors import ExportError, OutputExistsError
 from mixfuse_med.export import export_study, is_temporary
-from mixfuse_med.export.atomic import TEMP_PREFIX, _host_tag, clean_stale_temporaries, temporary_name
+from mixfuse_med.export.atomic import (
+    TEMP_PREFIX,
+    _host_tag,
+    atomic_path,
+    clean_stale_temporaries,
+    temporary_name,
+)
 
 WORKTREE = Path(__file__).resolve().parents[1]
 
@@ -142,3 +148,16 @@ def test_only_temporaries_of_dead_processes_of_this_host_are_cleaned(tmp_path):
     elsewhere.write_text("another host's partial output")
     assert clean_stale_temporaries(tmp_path) == [dead]
     assert mine.exists() and elsewhere.exists() and not dead.exists()
+
+
+@pytest.mark.parametrize("folder", [False, True])
+def test_output_made_meanwhile_by_someone_else_is_not_replaced(tmp_path, folder):
+    final = tmp_path / "result"
+    theirs = final / "b.dcm" if folder else final
+    with pytest.raises(OutputExistsError):
+        with atomic_path(final, folder=folder) as temp:
+            (temp / "a.dcm" if folder else temp).write_text("mine")
+            theirs.parent.mkdir(exist_ok=True)  # another process publishes first
+            theirs.write_text("theirs")
+    assert theirs.read_text() == "theirs"
+    assert not _temporaries(tmp_path)

@@ -194,3 +194,33 @@ def test_nifti_input_gets_a_synthetic_identity_that_is_stable_and_overridable(tm
     with pytest.raises(InputError, match="PatientNmae"):
         export_study(study, tmp_path / "typo", formats=("dicom",), identity={"PatientNmae": "x"})
     assert not (tmp_path / "typo" / "dicom" / "fused_rgb").exists()
+
+
+@pytest.mark.parametrize("modality, source, units, identity", [
+    ("PET", "nifti", "BQML", None),
+    ("PET", "nifti", "kBq/cc?", None),  # units the PET IOD has no term for: written as NONE
+    ("SPECT", "dicom", "CNTS", None),
+    ("PET", "dicom", "SUVbw", {"StudyInstanceUID": "1.2.3.4.5.6"}),  # moved to another study
+])
+def test_other_variants_pass_dciodvfy(tmp_path, modality, source, units, identity):
+    study = make_study(tmp_path, source=source, modality=modality, units=units)
+    paths = export_study(study, tmp_path / "out", formats=("dicom",), identity=identity)
+    for key in ("fused_rgb_dicom", "functional_dicom"):
+        assert_dciodvfy_clean(paths[key])
+    first = read_series_pydicom(paths["functional_dicom"])[0]
+    if modality == "PET":
+        assert first.Units == {"BQML": "BQML", "SUVbw": "GML"}.get(units, "NONE")
+    if identity:
+        (other,) = first.StudiesContainingOtherReferencedInstancesSequence
+        assert other.StudyInstanceUID == STUDY["StudyInstanceUID"] and "ReferencedSeriesSequence" not in first
+
+
+def test_nan_outside_the_functional_field_of_view_is_written_as_zero(tmp_path):
+    study = make_study(tmp_path, source="nifti", modality="PET")
+    study.functional[0, :3, :, 2] = float("nan")
+    paths = export_study(study, tmp_path / "out", formats=("dicom",))
+    ds = read_series_pydicom(paths["functional_dicom"])[2]
+    values = ds.pixel_array.T * float(ds.RescaleSlope)
+    assert np.all(values[:3] == 0)
+    truth = study.functional.numpy()[0, 3:, :, 2]
+    assert np.abs(values[3:] - truth).max() <= float(ds.RescaleSlope) / 2 * 1.0001

@@ -102,6 +102,16 @@ def _fsync(path: Path) -> None:
 
 
 def _publish(temp: Path, final: Path, overwrite: bool) -> None:
+    if not overwrite and temp.is_file():
+        try:  # a hard link never replaces an existing file, even one made a moment ago by another process
+            os.link(temp, final)
+        except FileExistsError:
+            raise OutputExistsError(final) from None
+        except OSError:
+            pass  # no hard links on this file system: check, then rename
+        else:
+            temp.unlink()
+            return
     if os.path.lexists(final):
         if not overwrite:
             raise OutputExistsError(final)

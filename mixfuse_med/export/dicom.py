@@ -177,13 +177,19 @@ class SeriesWriter:
         source_image.PurposeOfReferenceCodeSequence = Sequence(
             [_code("121322", "Source image for image processing operation")])
         ds.SourceImageSequence = Sequence([source_image])
+        # Common Instance Reference: where the referenced instance lives
+        instance = Dataset()
+        instance.ReferencedSOPClassUID, instance.ReferencedSOPInstanceUID = match
+        series = Dataset()
+        series.SeriesInstanceUID = self.mri_source.series_uid
+        series.ReferencedInstanceSequence = Sequence([instance])
         if self.mri_source.study_uid == self.identity.StudyInstanceUID:
-            instance = Dataset()
-            instance.ReferencedSOPClassUID, instance.ReferencedSOPInstanceUID = match
-            series = Dataset()
-            series.SeriesInstanceUID = self.mri_source.series_uid
-            series.ReferencedInstanceSequence = Sequence([instance])
             ds.ReferencedSeriesSequence = Sequence([series])
+        else:  # the caller moved the export to another study
+            study = Dataset()
+            study.StudyInstanceUID = self.mri_source.study_uid
+            study.ReferencedSeriesSequence = Sequence([series])
+            ds.StudiesContainingOtherReferencedInstancesSequence = Sequence([study])
 
 
 def _sc_image(writer: SeriesWriter, pixels: np.ndarray, photometric: str, bits: int, k: int) -> Dataset:
