@@ -75,6 +75,7 @@ def export_study(study, out_dir: str | Path, *, formats: Sequence[str] = FORMATS
     key file; or a ``Pseudonymizer``) writes keyed pseudonyms and applies the
     PS3.15 basic profile to every DICOM file.  NIfTI outputs carry no identity.
     """
+    formats = (formats,) if isinstance(formats, str) else tuple(formats)
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
         raise InputError(None, f"unknown export format(s) {unknown}; choose from {list(FORMATS)}")

@@ -25,6 +25,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.tag import Tag
 
+from mixfuse_med.errors import ExportError
 from mixfuse_med.export.identity import ExportIdentity, new_uid
 
 KEY_ENV = "MIXFUSE_DEID_KEY"
@@ -37,7 +38,11 @@ _KEPT_DESCRIPTORS = {Tag("SeriesDescription"), Tag("DerivationDescription")}  # 
 @lru_cache(maxsize=1)
 def basic_profile() -> dict[int, str]:
     """PS3.15 Table E.1-1 as {tag: action}: X remove, Z empty, D dummy, U new UID (combined: 'X/D')."""
-    from dicomanonymizer.dicomfields_selector import dicom_anonymization_database_selector
+    try:
+        from dicomanonymizer.dicomfields_selector import dicom_anonymization_database_selector
+    except ImportError as error:
+        raise ExportError("de-identification needs the PS3.15 tables of the package 'dicom-anonymizer' "
+                          "(pip install dicom-anonymizer)") from error
 
     tables = dicom_anonymization_database_selector("dicomfields_2026c")
     names = {"D_TAGS": "D", "Z_TAGS": "Z", "X_TAGS": "X", "U_TAGS": "U", "Z_D_TAGS": "Z/D",
