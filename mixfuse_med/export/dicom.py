@@ -33,27 +33,20 @@ NaN (outside the functional field of view) is written as 0.
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Iterator
 from copy import deepcopy
-from pathlib import Path
 
 import highdicom as hd
 import numpy as np
-import torch
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, PositronEmissionTomographyImageStorage
 from pydicom.valuerep import format_number_as_ds
 
-from mixfuse_med import __version__
-from mixfuse_med.export.atomic import atomic_path
+from mixfuse_med.export.dicom_series import MANUFACTURER, SeriesWriter, code_item, to_numpy
 from mixfuse_med.export.dicom_sources import SourceSeries
-from mixfuse_med.export.identity import ExportIdentity, new_uid
-from mixfuse_med.export.nifti import affine_of
-from mixfuse_med.io.geometry import DicomSliceGeometry, dicom_slice_geometry
+from mixfuse_med.export.identity import new_uid
 
-MANUFACTURER = "mixfuse-med"
 # PET Units (0054,1001) and SUV Type (0054,1006) for the units strings of the volume contract
 _PET_UNITS = {"SUVBW": ("GML", "BW"), "SUVLBM": ("GML", "LBM"), "SUVIBW": ("GML", "IBW"),
               "SUVBSA": ("CM2ML", "BSA"), "BQML": ("BQML", None), "CNTS": ("CNTS", None)}
@@ -61,135 +54,6 @@ _PET_UNITS = {"SUVBW": ("GML", "BW"), "SUVLBM": ("GML", "LBM"), "SUVIBW": ("GML"
 _PET_COPIED = ("RadiopharmaceuticalInformationSequence", "DecayCorrection", "CorrectedImage", "CountsSource",
                "SeriesDate", "SeriesTime", "AcquisitionDate", "AcquisitionTime", "FrameReferenceTime",
                "ActualFrameDuration", "DecayFactor", "ReconstructionMethod", "PatientWeight", "PatientSize")
-
-
-def _code(value: str, meaning: str, scheme: str = "DCM") -> Dataset:
-    item = Dataset()
-    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, scheme, meaning
-    return item
-
-
-def _ds(values) -> list[str]:
-    return [format_number_as_ds(float(v)) for v in values]
-
-
-def _now() -> tuple[str, str]:
-    now = datetime.datetime.now()
-    return now.strftime("%Y%m%d"), now.strftime("%H%M%S.%f")
-
-
-def _orientation_letters(direction_lps) -> str:
-    """PatientOrientation letters of one in-plane direction (dominant first, as DICOM asks)."""
-    letters = (("L", "R"), ("P", "A"), ("H", "F"))
-    order = np.argsort(-np.abs(direction_lps))
-    out = [letters[a][0 if direction_lps[a] > 0 else 1] for a in order if abs(direction_lps[a]) > 1e-3]
-    return "".join(out[:3])
-
-
-def _array(volume) -> np.ndarray:
-    return volume.detach().cpu().numpy() if isinstance(volume, torch.Tensor) else np.asarray(volume)
-
-
-def series_number(mri_meta: dict, offset: int) -> int:
-    """Derived series numbered after the MRI's (MR 5 -> 591, 592) so they sort next to it."""
-    try:
-        base = int(str((mri_meta.get("series") or {}).get("SeriesNumber") or 0))
-    except ValueError:
-        base = 0
-    return base * 100 + offset
-
-
-class SeriesWriter:
-    """Shared modules of one derived series: identity, geometry, references, series UID."""
-
-    def __init__(self, study, identity: ExportIdentity, mri_source: SourceSeries | None,
-                 other_sources: list[SourceSeries], *, description: str, number: int) -> None:
-        self.study = study
-        self.identity = identity
-        self.mri_source = mri_source
-        self.related = [s for s in [mri_source, *other_sources] if s is not None]
-        self.description = description[:64]
-        self.number = number
-        self.series_uid = new_uid()
-        shape = tuple(int(n) for n in study.mri.shape[1:])
-        self.geometry: DicomSliceGeometry = dicom_slice_geometry(affine_of(study.mri), shape)
-        self.date, self.time = _now()
-        header = mri_source.header if mri_source is not None else None
-        self.body_part = str(getattr(header, "BodyPartExamined", "") or "")
-        self.laterality = str(getattr(header, "Laterality", "") or "")
-
-    def orientation(self) -> tuple[str, str]:
-        iop = self.geometry.image_orientation
-        return _orientation_letters(np.asarray(iop[:3])), _orientation_letters(np.asarray(iop[3:]))
-
-    def complete(self, ds: Dataset, k: int) -> Dataset:
-        """Add what every exported instance shares: plane, frame of reference, series, references."""
-        identity, geometry = self.identity, self.geometry
-        ds.SpecificCharacterSet = "ISO_IR 192"
-        for key in ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "StudyInstanceUID",
-                    "StudyDate", "StudyTime", "AccessionNumber", "StudyID", "ReferringPhysicianName"):
-            setattr(ds, key, getattr(identity, key))
-        if identity.StudyDescription:
-            ds.StudyDescription = identity.StudyDescription
-        if identity.synthetic:
-            ds.PatientComments = "Synthetic identity made by mixfuse-med: the input had none (NIfTI)"
-        ds.SeriesInstanceUID = self.series_uid
-        ds.SeriesNumber = self.number
-        ds.SeriesDescription = self.description
-        ds.SeriesDate, ds.SeriesTime = self.date, self.time
-        ds.InstanceNumber = k + 1
-        ds.ContentDate, ds.ContentTime = self.date, self.time
-        ds.Manufacturer = MANUFACTURER
-        ds.ManufacturerModelName = "MixFuse"
-        ds.SoftwareVersions = __version__
-        if self.body_part:
-            ds.BodyPartExamined = self.body_part
-            if self.laterality:
-                ds.Laterality = self.laterality
-        else:
-            ds.Laterality = ""  # body part unknown: empty is what the standard asks for then
-        ds.FrameOfReferenceUID = identity.FrameOfReferenceUID
-        ds.ImagePositionPatient = _ds(geometry.positions[k])
-        ds.ImageOrientationPatient = _ds(geometry.image_orientation)
-        ds.PixelSpacing = _ds(geometry.pixel_spacing)
-        ds.SliceThickness = format_number_as_ds(geometry.slice_spacing)
-        self._references(ds, k)
-        return ds
-
-    def _references(self, ds: Dataset, k: int) -> None:
-        related = []
-        for source in self.related:
-            item = Dataset()
-            item.StudyInstanceUID, item.SeriesInstanceUID = source.study_uid, source.series_uid
-            item.PurposeOfReferenceCodeSequence = Sequence(
-                [_code("121322", "Source image for image processing operation")])
-            related.append(item)
-        if related:
-            ds.RelatedSeriesSequence = Sequence(related)
-        if self.mri_source is None:
-            return
-        tolerance = 0.01 * min(self.geometry.slice_spacing, *self.geometry.pixel_spacing)
-        match = self.mri_source.instance_at(self.geometry.positions[k], tolerance)
-        if match is None:
-            return
-        source_image = Dataset()
-        source_image.ReferencedSOPClassUID, source_image.ReferencedSOPInstanceUID = match
-        source_image.PurposeOfReferenceCodeSequence = Sequence(
-            [_code("121322", "Source image for image processing operation")])
-        ds.SourceImageSequence = Sequence([source_image])
-        # Common Instance Reference: where the referenced instance lives
-        instance = Dataset()
-        instance.ReferencedSOPClassUID, instance.ReferencedSOPInstanceUID = match
-        series = Dataset()
-        series.SeriesInstanceUID = self.mri_source.series_uid
-        series.ReferencedInstanceSequence = Sequence([instance])
-        if self.mri_source.study_uid == self.identity.StudyInstanceUID:
-            ds.ReferencedSeriesSequence = Sequence([series])
-        else:  # the caller moved the export to another study
-            study = Dataset()
-            study.StudyInstanceUID = self.mri_source.study_uid
-            study.ReferencedSeriesSequence = Sequence([series])
-            ds.StudiesContainingOtherReferencedInstancesSequence = Sequence([study])
 
 
 def _sc_image(writer: SeriesWriter, pixels: np.ndarray, photometric: str, bits: int, k: int) -> Dataset:
@@ -215,7 +79,7 @@ def _sc_image(writer: SeriesWriter, pixels: np.ndarray, photometric: str, bits: 
 def fused_rgb_datasets(writer: SeriesWriter) -> Iterator[Dataset]:
     """One RGB Secondary Capture per MRI slice; slice k pixels = rgb[:, :, :, k] as (rows=Y, cols=X)."""
     study = writer.study
-    rgb = _array(study.fused_rgb)
+    rgb = to_numpy(study.fused_rgb)
     if rgb.dtype != np.uint8:
         rgb = np.clip(np.round(rgb), 0, 255).astype(np.uint8)
     for k in range(rgb.shape[3]):
@@ -247,7 +111,7 @@ def _derivation(ds: Dataset, study) -> None:
     units = study.functional.meta.get("units", "") or "unknown units"
     ds.DerivationDescription = (f"{study.modality} registered to the MR and resampled on its grid; "
                                 f"values in {units}")
-    ds.DerivationCodeSequence = Sequence([_code("113085", "Spatial resampling")])
+    ds.DerivationCodeSequence = Sequence([code_item("113085", "Spatial resampling")])
 
 
 def _pet_dataset(writer: SeriesWriter, functional_source: SourceSeries | None, k: int,
@@ -296,7 +160,7 @@ def _pet_dataset(writer: SeriesWriter, functional_source: SourceSeries | None, k
 def functional_datasets(writer: SeriesWriter, functional_source: SourceSeries | None) -> Iterator[Dataset]:
     """The registered PET (PET Image) or SPECT (grey SC) on the MRI's slices, in its units."""
     study = writer.study
-    values = _array(study.functional)[0]
+    values = to_numpy(study.functional)[0]
     is_pet = study.modality.upper() in ("PET", "PT")
     for k in range(values.shape[2]):
         pixels, slope, intercept = _quantise(values[:, :, k].T, signed_zero_intercept=is_pet)
@@ -311,17 +175,3 @@ def functional_datasets(writer: SeriesWriter, functional_source: SourceSeries | 
             writer.complete(ds, k)
         _derivation(ds, study)
         yield ds
-
-
-def write_series(datasets, folder: str | Path, *, overwrite: bool = False, transform=None) -> Path:
-    """Write every dataset into ``folder`` as a whole: a temporary folder renamed when all are written.
-
-    ``transform`` (e.g. de-identification) is applied to each dataset just before it is written.
-    """
-    folder = Path(folder)
-    with atomic_path(folder, overwrite=overwrite, folder=True) as temp:
-        for index, ds in enumerate(datasets, start=1):
-            if transform is not None:
-                ds = transform(ds)
-            ds.save_as(temp / f"{index:04d}.dcm", enforce_file_format=True)
-    return folder
