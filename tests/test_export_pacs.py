@@ -14,9 +14,9 @@ import pydicom
 import pytest
 from export_fixtures import STUDY, make_study
 
+from mixfuse_med.atomic import temporary_name
 from mixfuse_med.errors import ExportError, InputError
 from mixfuse_med.export import export_study, send_to_pacs
-from mixfuse_med.export.atomic import temporary_name
 
 ORTHANC = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
 AET = "MIXTEST"

@@ -2,10 +2,10 @@
 
 import pytest
 import torch
+from swin_reference import reference_forward
 
 from mixfuse_med.losses import FusionLoss
 from mixfuse_med.networks import MixFuse, MixFuseConfig
-from swin_reference import reference_forward
 
 # The authors' MixFusion (3 CAFR iterations, C=16, cross depth 4, self depth 2, 8 heads,
 # window 8, qkv bias, conv MLPs, 3x3 conv head) has exactly this many parameters:

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from fusion_pairs import write_pairs
+
 from mixfuse_med.errors import InputError
 from mixfuse_med.training.data import SPECT_VALIDATION_SUBJECTS, find_pairs, load_pair, split_pairs
 from mixfuse_med.training.engine import learning_rate_at

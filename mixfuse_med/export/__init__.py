@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mixfuse_med.atomic import clean_stale_temporaries, is_temporary, refuse_existing
 from mixfuse_med.errors import ExportError, InputError, MixfuseError
-from mixfuse_med.export.atomic import clean_stale_temporaries, is_temporary, refuse_existing
 from mixfuse_med.export.deid import Pseudonymizer, deidentify_dataset
 from mixfuse_med.export.dicom import functional_datasets, fused_rgb_datasets
 from mixfuse_med.export.dicom_series import SeriesWriter, series_number, write_series

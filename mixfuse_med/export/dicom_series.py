@@ -18,7 +18,7 @@ from pydicom.sequence import Sequence
 from pydicom.valuerep import format_number_as_ds
 
 from mixfuse_med import __version__
-from mixfuse_med.export.atomic import atomic_path
+from mixfuse_med.atomic import atomic_path
 from mixfuse_med.export.dicom_sources import SourceSeries
 from mixfuse_med.export.identity import ExportIdentity, new_uid
 from mixfuse_med.export.nifti import affine_of

@@ -14,7 +14,7 @@ import nibabel as nib
 import numpy as np
 import torch
 
-from mixfuse_med.export.atomic import atomic_path
+from mixfuse_med.atomic import atomic_path
 
 RGB24 = np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1")])
 _SCANNER_ANAT = 1  # NIfTI xform code: scanner-based anatomical coordinates

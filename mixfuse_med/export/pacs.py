@@ -19,8 +19,8 @@ import pydicom
 from pydicom.misc import is_dicom
 from pynetdicom import AE
 
+from mixfuse_med.atomic import is_temporary
 from mixfuse_med.errors import ExportError, InputError
-from mixfuse_med.export.atomic import is_temporary
 
 _WARNING_STATUSES = {0x0001, 0xB000, 0xB006, 0xB007}
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..atomic import atomic_output
+from ..atomic import atomic_path
 from ..color import rgb_to_luma
 from ..errors import InputError
 
@@ -46,6 +46,6 @@ def write_image(array: np.ndarray, path: str | Path, *, overwrite: bool = False)
     if array.dtype != np.uint8:
         array = np.rint(np.clip(array, 0.0, 1.0) * 255.0).astype(np.uint8)
     image_format = Image.registered_extensions().get(path.suffix.lower(), "PNG")
-    with atomic_output(path, overwrite=overwrite) as tmp:
+    with atomic_path(path, overwrite=overwrite) as tmp:
         Image.fromarray(array).save(tmp, format=image_format)
     return path

@@ -23,7 +23,7 @@ from ignite.engine import Engine, Events
 from ignite.metrics import Metric
 from torch import nn
 
-from ..atomic import atomic_output
+from ..atomic import atomic_path
 from ..losses import FusionLoss
 from ..metrics import evaluate as fusion_metrics
 
@@ -162,7 +162,7 @@ class ResumableCheckpoint:
     def save(self, engine: Engine) -> None:
         checkpoint = {name: obj.state_dict() for name, obj in self.objects.items()}
         checkpoint["trainer"] = {"iteration": engine.state.iteration, "epoch": engine.state.epoch}
-        with atomic_output(self.path, overwrite=True) as tmp:
+        with atomic_path(self.path, overwrite=True) as tmp:
             torch.save(checkpoint, tmp)
 
 
@@ -201,6 +201,6 @@ def export_weights(checkpoint: str | Path, out: str | Path, *, overwrite: bool =
     """Save the network state dict of a training checkpoint as a weights file."""
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     network = state.get("network", state)
-    with atomic_output(out, overwrite=overwrite) as tmp:
+    with atomic_path(out, overwrite=overwrite) as tmp:
         torch.save(network, tmp)
     return Path(out)

@@ -13,15 +13,15 @@ import pydicom.dataset
 import pytest
 from export_fixtures import make_study
 
-from mixfuse_med.errors import ExportError, OutputExistsError
-from mixfuse_med.export import export_study, is_temporary
-from mixfuse_med.export.atomic import (
+from mixfuse_med.atomic import (
     TEMP_PREFIX,
     _host_tag,
     atomic_path,
     clean_stale_temporaries,
     temporary_name,
 )
+from mixfuse_med.errors import ExportError, OutputExistsError
+from mixfuse_med.export import export_study, is_temporary
 
 WORKTREE = Path(__file__).resolve().parents[1]
 
