@@ -18,6 +18,7 @@ import pydicom
 import SimpleITK as sitk
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID
 
 from ..errors import InputError
 
@@ -63,22 +64,44 @@ def _has_dicom_preamble(path: Path) -> bool:
         return False
 
 
-def _read_header(path: Path) -> Dataset | None:
-    """The header of a DICOM file; None for files that are not DICOM at all.
-
-    A file that claims to be DICOM (preamble) but cannot be parsed is corrupt,
-    which is an error, not something to skip silently: it may be a slice.
-    """
+def _is_image_storage(sop_class: str) -> bool:
     try:
-        return pydicom.dcmread(path, stop_before_pixels=True)
+        return UID(sop_class).name.endswith("Image Storage")
+    except Exception:
+        return False
+
+
+def _read_header(path: Path) -> Dataset | None:
+    """The header of a DICOM file; None for files that are not DICOM, or DICOM without pixels.
+
+    A file that claims to be DICOM (preamble) but cannot be parsed, or an
+    image whose header stops short of its size and place, is corrupt: an
+    error, not something to skip silently, since it may be a slice.
+    """
+    claims_dicom = _has_dicom_preamble(path)
+    try:
+        header = pydicom.dcmread(path, stop_before_pixels=True)
     except InvalidDicomError:
-        if _has_dicom_preamble(path):
+        if claims_dicom:
             raise InputError(path, "corrupt DICOM file (header cannot be parsed)") from None
         return None
     except Exception as err:  # pydicom raises many types on truncated/garbled data
-        if _has_dicom_preamble(path) or path.suffix.lower() == ".dcm":
+        if claims_dicom or path.suffix.lower() == ".dcm":
             raise InputError(path, f"corrupt DICOM file ({type(err).__name__}: {err})") from None
         return None
+    file_meta = getattr(header, "file_meta", None)
+    sop_class = str(header.get("SOPClassUID") or (file_meta.get("MediaStorageSOPClassUID") if file_meta
+                                                   else "") or "")
+    if claims_dicom and not sop_class:
+        raise InputError(path, "corrupt DICOM file (no SOP class: garbled or truncated header)")
+    if _is_image_storage(sop_class):
+        missing = [k for k in ("SeriesInstanceUID", "Rows", "Columns") if k not in header]
+        if missing:
+            raise InputError(path, f"corrupt DICOM image: header lacks {', '.join(missing)} "
+                                   "(truncated or garbled file?)")
+    elif "Rows" not in header:
+        return None  # a report, structure set, DICOMDIR...: nothing to load
+    return header
 
 
 def list_dicom_series(folder: str | Path) -> list[DicomSeries]:
@@ -93,7 +116,7 @@ def list_dicom_series(folder: str | Path) -> list[DicomSeries]:
     groups: dict[str, list[tuple[Path, Dataset]]] = defaultdict(list)
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         header = _read_header(path)
-        if header is None or "Rows" not in header or "SeriesInstanceUID" not in header:
+        if header is None or "SeriesInstanceUID" not in header:
             continue
         groups[str(header.SeriesInstanceUID)].append((path, header))
     series = []
@@ -191,19 +214,35 @@ def sort_slices(series: DicomSeries) -> tuple[list[Path], list[Dataset]]:
         raise InputError(series.files[0].parent,
                          f"{what}: gap of {steps[i]:.3g} mm between {files[i].name} and "
                          f"{files[i + 1].name}, the series' slice step is {step:.3g} mm")
+    _check_count(series, files, headers)
     return files, headers
+
+
+def _check_count(series: DicomSeries, files: list[Path], headers: list[Dataset]) -> None:
+    """A slice missing at either end leaves no gap; the count the scanner wrote still tells."""
+    keywords = ["ImagesInAcquisition"]
+    if series.modality == "PT":
+        keywords.insert(0, "NumberOfSlices")  # PET Series module, type 1
+    single_acquisition = len({str(h.get("AcquisitionNumber", "")) for h in headers}) == 1
+    for keyword in keywords:
+        declared = headers[0].get(keyword)
+        if declared in (None, "") or (keyword == "ImagesInAcquisition" and not single_acquisition):
+            continue
+        if int(declared) != len(files):
+            raise InputError(files[0].parent, f"{int(declared) - len(files)} missing slice(s): {keyword} "
+                                              f"says {int(declared)}, the folder holds {len(files)}")
 
 
 def _find_unreadable(files: list[Path]) -> tuple[Path, str] | None:
     for path in files:
         try:
-            sitk.ReadImage(str(path), sitk.sitkFloat32)
-        except RuntimeError as err:
-            return path, str(err).strip().splitlines()[-1]
-        try:
             pydicom.dcmread(path).pixel_array  # noqa: B018 (decoding is the check)
         except Exception as err:
-            return path, f"{type(err).__name__}: {err}"
+            return path, str(err).strip().splitlines()[0]
+        try:
+            sitk.ReadImage(str(path), sitk.sitkFloat32)
+        except RuntimeError as err:
+            return path, str(err).strip().splitlines()[-1].replace("sitk::ERROR: ", "")
     return None
 
 
@@ -227,22 +266,4 @@ def read_series_pixels(files: list[Path]) -> sitk.Image:
                                          f"({culprit[1]})") from None
         raise InputError(files[0].parent, f"DICOM series cannot be read "
                                           f"({str(err).strip().splitlines()[-1]})") from None
-    # Truncated pixel data can slip through ITK as zeros; pydicom checks the lengths.
-    for path in files:
-        try:
-            header = pydicom.dcmread(path, defer_size=256)
-            pixel_bytes = header.get("PixelData")
-            if pixel_bytes is None:
-                raise InputError(path, "no pixel data")
-            expected = (int(header.Rows) * int(header.Columns) * _frames(header)
-                        * int(header.get("SamplesPerPixel", 1)) * int(header.BitsAllocated) // 8)
-            if "TransferSyntaxUID" in header.file_meta and \
-                    not header.file_meta.TransferSyntaxUID.is_compressed and \
-                    len(header.PixelData) < expected:
-                raise InputError(path, f"corrupt DICOM image: pixel data is {len(header.PixelData)} "
-                                       f"bytes, {expected} expected (truncated file?)")
-        except InputError:
-            raise
-        except Exception as err:
-            raise InputError(path, f"corrupt DICOM image ({type(err).__name__}: {err})") from None
     return image
