@@ -12,11 +12,12 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
 from pydicom.valuerep import format_number_as_ds
 
 from ..io.geometry import dicom_slice_geometry
@@ -35,8 +36,9 @@ def ds(value: float) -> str:
 
 
 def deterministic_uid(*parts: object) -> str:
-    """A UID derived from ``parts``, so a seeded study is the same every time."""
-    return generate_uid(prefix=None, entropy_srcs=["mixfuse-med synthetic", *map(str, parts)])
+    """A 2.25 UID from a name-based UUID of ``parts``, so a seeded study is the same every time."""
+    name = "/".join(["mixfuse-med synthetic", *map(str, parts)])
+    return f"{UID_ROOT}{uuid.uuid5(uuid.NAMESPACE_URL, name).int}"
 
 
 def pet_quantise(volume: np.ndarray) -> tuple[np.ndarray, list[str]]:

@@ -77,9 +77,10 @@ def brain_points(count: int = 5000, seed: int = 0) -> np.ndarray:
 
 
 def random_rigid(seed: int, max_rotation_deg: float = 10.0, max_translation_mm: float = 15.0,
-                 centre_lps: np.ndarray | None = None) -> sitk.Euler3DTransform:
+                 centre_lps: np.ndarray | None = None, at_maximum: bool = False) -> sitk.Euler3DTransform:
     """A head movement: rotation about a random axis by up to ``max_rotation_deg`` about the brain
-    centre, then a shift of up to ``max_translation_mm`` in a random direction."""
+    centre, then a shift of up to ``max_translation_mm`` in a random direction (exactly those
+    magnitudes when ``at_maximum``)."""
     rng = np.random.default_rng([seed, 7919])
     axis = rng.normal(size=3)
     axis /= np.linalg.norm(axis)
@@ -87,6 +88,8 @@ def random_rigid(seed: int, max_rotation_deg: float = 10.0, max_translation_mm: 
     direction = rng.normal(size=3)
     direction /= np.linalg.norm(direction)
     shift = direction * rng.uniform(0.0, max_translation_mm)
+    if at_maximum:
+        angle, shift = np.deg2rad(max_rotation_deg), direction * max_translation_mm
     transform = sitk.Euler3DTransform()
     transform.SetCenter([float(v) for v in (brain_centre_lps() if centre_lps is None else centre_lps)])
     transform.SetMatrix(Rotation.from_rotvec(axis * angle).as_matrix().flatten().tolist())

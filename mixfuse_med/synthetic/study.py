@@ -89,10 +89,13 @@ class SyntheticStudy:
 
 
 def make_synthetic_volumes(modality: str = "PET", seed: int = 0, downsample: int = 1,
-                           oblique: bool = False) -> SyntheticVolumes:
-    """MRI and moved functional volume in memory (no files): the benchmark's input."""
+                           oblique: bool = False, motion_at_maximum: bool = False) -> SyntheticVolumes:
+    """MRI and moved functional volume in memory (no files): the benchmark's input.
+
+    The head moves by up to 10 degrees and 15 mm (exactly that with ``motion_at_maximum``).
+    """
     modality = _check_modality(modality)
-    transform = random_rigid(seed)
+    transform = random_rigid(seed, at_maximum=motion_at_maximum)
     return SyntheticVolumes(mri=make_mri(seed, downsample, oblique),
                             functional=make_functional(modality, transform, seed, downsample),
                             modality=modality, true_transform=transform)
