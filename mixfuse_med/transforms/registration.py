@@ -38,7 +38,7 @@ class RigidOptions:
     initialization: str = "moments"  # "moments" (centres of mass) or "geometry" (image centres)
     transform: str = "versor"  # "versor" (VersorRigid3D) or "euler" (Euler3D)
     bins: int = 32
-    sampling_percentage: float = 0.05
+    sampling_percentage: float | tuple[float, ...] = (0.25, 0.08, 0.02)  # one value, or one per level
     sampling_seed: int = 1  # fixed: same input, same result (0 = SimpleITK wall-clock seed)
     learning_rate: float = 1.0
     min_step: float = 1e-3
@@ -57,8 +57,16 @@ class RigidOptions:
             raise ValueError(f"transform must be 'versor' or 'euler', not {self.transform!r}")
         if len(self.shrink_factors) != len(self.smoothing_sigmas):
             raise ValueError("shrink_factors and smoothing_sigmas need one entry per level")
-        if not 0 < self.sampling_percentage <= 1:
-            raise ValueError("sampling_percentage must be in (0, 1]")
+        if not all(0 < p <= 1 for p in self.percentages()):
+            raise ValueError(f"sampling_percentage must be in (0, 1], got {self.sampling_percentage}")
+        if len(self.percentages()) != len(self.shrink_factors):
+            raise ValueError("sampling_percentage needs one value, or one per level")
+
+    def percentages(self) -> tuple[float, ...]:
+        value = self.sampling_percentage
+        if isinstance(value, (int, float)):
+            return (float(value),) * len(self.shrink_factors)
+        return tuple(float(v) for v in value)
 
 
 @dataclass
@@ -103,6 +111,19 @@ def _foreground(image: sitk.Image) -> sitk.Image:
     return sitk.Resample(mask, image, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
 
 
+def _crop_to(image: sitk.Image, mask: sitk.Image, margin: int = 4) -> tuple[sitk.Image, sitk.Image]:
+    """Image and mask cut to the mask's bounding box (+ margin): same world, fewer voxels to smooth."""
+    stats = sitk.LabelShapeStatisticsImageFilter()
+    stats.Execute(mask)
+    if not stats.HasLabel(1):
+        return image, mask
+    box = stats.GetBoundingBox(1)  # (x, y, z, size_x, size_y, size_z)
+    start = [max(0, box[i] - margin) for i in range(3)]
+    stop = [min(image.GetSize()[i], box[i] + box[i + 3] + margin) for i in range(3)]
+    size = [b - a for a, b in zip(start, stop, strict=True)]
+    return sitk.RegionOfInterest(image, size, start), sitk.RegionOfInterest(mask, size, start)
+
+
 def _initial_transform(fixed: sitk.Image, moving: sitk.Image, options: RigidOptions) -> sitk.Transform:
     base = sitk.VersorRigid3DTransform() if options.transform == "versor" else sitk.Euler3DTransform()
     mode = (sitk.CenteredTransformInitializerFilter.MOMENTS if options.initialization == "moments"
@@ -114,7 +135,7 @@ def _method(options: RigidOptions, fixed_mask: sitk.Image | None) -> sitk.ImageR
     method = sitk.ImageRegistrationMethod()
     method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=options.bins)
     method.SetMetricSamplingStrategy(method.RANDOM)
-    method.SetMetricSamplingPercentage(options.sampling_percentage, options.sampling_seed)
+    method.SetMetricSamplingPercentagePerLevel(list(options.percentages()), options.sampling_seed)
     if fixed_mask is not None:
         method.SetMetricFixedMask(fixed_mask)
     method.SetInterpolator(sitk.sitkLinear)
@@ -140,7 +161,10 @@ def register_rigid_with_result(fixed: sitk.Image, moving: sitk.Image, *, evaluat
     opts = RigidOptions(**options)
     start = time.perf_counter()
     fixed, moving = _float_image(fixed), _float_image(moving)
-    mask = _foreground(fixed) if opts.foreground_mask else None
+    mask = None
+    if opts.foreground_mask:
+        mask = _foreground(fixed)
+        fixed, mask = _crop_to(fixed, mask)
     initial = _initial_transform(fixed, moving, opts)
     method = _method(opts, mask)
     method.SetOptimizerAsRegularStepGradientDescent(
