@@ -64,8 +64,12 @@ def test_oblique_mri_keeps_its_direction_through_dicom(oblique_study):
 
 
 def test_pet_and_spect_dicom_match_their_nifti_copies(pet_study, spect_study):
-    assert_same_volume(load_volume(pet_study.functional_nifti, modality="PET", suv=False),
-                       load_volume(pet_study.functional_dicom, suv=False))
+    dicom = load_volume(pet_study.functional_dicom, suv=False)
+    assert_same_volume(load_volume(pet_study.functional_nifti, modality="PET", suv=False), dicom)
+    # the trap this guards against: one RescaleSlope per PET slice, values that are not integers
+    slopes = {pydicom.dcmread(f, stop_before_pixels=True).RescaleSlope for f in dicom.meta["source_files"]}
+    assert len(slopes) > 5
+    assert not np.allclose(dicom.numpy(), np.round(dicom.numpy()))
     # SPECT: one multi-frame NM file
     assert_same_volume(load_volume(spect_study.functional_nifti, modality="NM"),
                        load_volume(spect_study.functional_dicom))

@@ -114,6 +114,7 @@ def test_array_registration_matches_its_dict_twin_and_repeats_exactly(pet, regis
 
 def test_resampled_functional_lies_on_the_mri_grid_in_its_units(pet):
     study, mri, functional = pet
+    functional = functional.clone()
     functional.meta["units"] = "BQML"
     out = ResampleToReference()(functional, mri, study.true_transform)
     assert out.shape == mri.shape
@@ -166,6 +167,8 @@ def test_pet_in_suv_uses_the_suv_window(pet):
     np.testing.assert_allclose(out.numpy(), np.clip(suv.numpy() / 4.0, 0, 1), atol=1e-6)
     with pytest.raises(ValueError, match="units"):
         NormalizeFunctional(mode="suv")(functional.clone())  # not in SUV
+    plain = NormalizeFunctional(mode="percentile")(suv.numpy())  # arrays work too
+    assert float(plain.max()) == 1.0 and float(plain.min()) == 0.0
 
 
 def test_spect_normalised_by_percentiles(spect):

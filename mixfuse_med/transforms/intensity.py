@@ -31,6 +31,12 @@ def _percentile_window(array: np.ndarray, lower: float, upper: float,
     return lo, hi
 
 
+def _as_meta_tensor(volume) -> MetaTensor:
+    if isinstance(volume, MetaTensor):
+        return volume
+    return MetaTensor(torch.as_tensor(volume, dtype=torch.float32))
+
+
 def _scale(volume: MetaTensor, window: tuple[float, float], how: str) -> MetaTensor:
     lo, hi = window
     if not hi > lo:  # flat image: everything at the bottom of the range
@@ -67,6 +73,7 @@ class NormalizeMRI(Transform):
         self.lower, self.upper, self.n4, self.foreground_only = lower, upper, n4, foreground_only
 
     def __call__(self, volume: MetaTensor) -> MetaTensor:
+        volume = _as_meta_tensor(volume)
         if self.n4:
             volume = n4_bias_correct(volume)
         window = _percentile_window(np.asarray(volume.detach().cpu()), self.lower, self.upper,
@@ -94,7 +101,8 @@ class NormalizeFunctional(Transform):
         self.mode, self.suv_window, self.lower, self.upper = mode, tuple(suv_window), lower, upper
 
     def __call__(self, volume: MetaTensor) -> MetaTensor:
-        units = str(volume.meta.get("units", "")) if isinstance(volume, MetaTensor) else ""
+        volume = _as_meta_tensor(volume)
+        units = str(volume.meta.get("units", ""))
         use_suv = self.mode == "suv" or (self.mode == "auto" and units.upper() == "SUVBW")
         if use_suv:
             if units.upper() != "SUVBW":
