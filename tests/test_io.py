@@ -202,6 +202,16 @@ def test_dicom_with_repeated_positions_is_4d(pet_study, tmp_path):
         load_volume(folder)
 
 
+def test_gated_nm_is_4d(spect_study, tmp_path):
+    source = next(spect_study.functional_dicom.glob("*.dcm"))
+    ds = pydicom.dcmread(source)
+    ds.NumberOfSlices = int(ds.NumberOfFrames) // 2  # two gates of half the slices each
+    ds.save_as(tmp_path / "gated.dcm")
+    with pytest.raises(InputError, match="4D") as err:
+        load_volume(tmp_path)
+    assert err.value.path == tmp_path / "gated.dcm"
+
+
 @pytest.mark.parametrize("shape, problem", [((6, 7, 8, 3), "4D"), ((6, 7), "2D"), ((6, 7, 1), "2D")])
 def test_nifti_of_wrong_dimension(tmp_path, shape, problem):
     path = tmp_path / "bad.nii.gz"

@@ -9,6 +9,7 @@ import pytest
 import SimpleITK as sitk
 from scipy.spatial.transform import Rotation
 
+from mixfuse_med.errors import OutputExistsError
 from mixfuse_med.io import load_volume
 from mixfuse_med.io.geometry import to_sitk
 from mixfuse_med.synthetic import brain_points, make_synthetic_study, mni_templates, random_rigid
@@ -101,6 +102,15 @@ def test_spect_is_coarser_and_in_counts(tmp_path):
     assert volume.meta["modality"] == "NM" and volume.meta["units"] == "CNTS" and spect.suv is None
     np.testing.assert_allclose(np.linalg.norm(np.asarray(volume.affine)[:3, :3], axis=0), 16.0)
     assert np.array_equal(volume.numpy(), np.round(volume.numpy()))  # whole counts
+
+
+def test_existing_outputs_are_kept_unless_overwrite(study):
+    before = study.truth_json.read_bytes()
+    with pytest.raises(OutputExistsError):
+        make_synthetic_study(study.out_dir, "PET", seed=8, downsample=4)
+    assert study.truth_json.read_bytes() == before
+    again = make_synthetic_study(study.out_dir, "PET", seed=7, downsample=4, overwrite=True)
+    assert again.truth_json.read_bytes() == before
 
 
 def test_bad_arguments(tmp_path):

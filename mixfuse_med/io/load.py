@@ -164,6 +164,10 @@ def _check_multiframe(path: Path, header: Dataset) -> None:
     if modality == "NM" and not any("RECON" in k for k in kind):
         raise InputError(path, f"NM image of type {'/'.join(kind) or '?'} with {frames} frames is not a "
                                "reconstructed volume (ImageType RECON TOMO or RECON GATED TOMO needed)")
+    slices = header.get("NumberOfSlices")
+    if modality == "NM" and slices not in (None, "") and int(slices) != frames:
+        raise InputError(path, f"{frames} frames hold {int(slices)} slices (NumberOfSlices): a 4D (gated "
+                               "or dynamic) volume; a 3D volume is needed")
     if "PerFrameFunctionalGroupsSequence" in header and modality != "NM":
         raise InputError(path, "enhanced multi-frame DICOM is not supported; export the series as "
                                "single-frame images or NIfTI")

@@ -13,6 +13,7 @@ import numpy as np
 import SimpleITK as sitk
 from pydicom.dataset import Dataset
 
+from ..errors import OutputExistsError
 from ..io.geometry import from_sitk
 from .dicom_writer import (
     deterministic_uid,
@@ -102,13 +103,15 @@ def make_synthetic_volumes(modality: str = "PET", seed: int = 0, downsample: int
 
 
 def make_synthetic_study(out_dir: str | Path, modality: str = "PET", seed: int = 0, downsample: int = 1,
-                         formats: tuple[str, ...] = FORMATS, oblique: bool = False) -> SyntheticStudy:
+                         formats: tuple[str, ...] = FORMATS, oblique: bool = False,
+                         overwrite: bool = False) -> SyntheticStudy:
     """Write a synthetic study to ``out_dir`` and return where everything is and the truth.
 
     ``downsample`` multiplies every voxel size (1: MRI 1 mm, PET 2 mm, SPECT
     4 mm); 3 or 4 makes test-sized volumes.  ``oblique`` tilts the MRI grid.
     Files: ``mri.nii.gz``, ``pet.nii.gz``/``spect.nii.gz``, ``dicom/MR/``,
-    ``dicom/PT/`` or ``dicom/NM/``, ``true_transform.tfm``, ``truth.json``.
+    ``dicom/PT/`` or ``dicom/NM/``, ``true_transform.tfm``, ``truth.json``;
+    existing ones are replaced only with ``overwrite``.
     """
     modality = _check_modality(modality)
     unknown = set(formats) - set(FORMATS)
@@ -117,6 +120,10 @@ def make_synthetic_study(out_dir: str | Path, modality: str = "PET", seed: int =
     if int(downsample) < 1:
         raise ValueError(f"downsample must be a positive integer, got {downsample}")
     out_dir = Path(out_dir)
+    if not overwrite:
+        for name in _outputs(modality, formats):
+            if (out_dir / name).exists():
+                raise OutputExistsError(out_dir / name)
     out_dir.mkdir(parents=True, exist_ok=True)
     volumes = make_synthetic_volumes(modality, seed, int(downsample), oblique)
     rng = np.random.default_rng([seed, 999331])
@@ -166,6 +173,16 @@ def make_synthetic_study(out_dir: str | Path, modality: str = "PET", seed: int =
     study.truth_json = out_dir / "truth.json"
     _atomic(study.truth_json, lambda tmp: tmp.write_text(json.dumps(_truth_record(study), indent=2)))
     return study
+
+
+def _outputs(modality: str, formats: tuple[str, ...]) -> list[str]:
+    code = "PT" if modality == "PET" else "NM"
+    names = ["true_transform.tfm", "truth.json"]
+    if "nifti" in formats:
+        names += ["mri.nii.gz", f"{modality.lower()}.nii.gz"]
+    if "dicom" in formats:
+        names += ["dicom/MR", f"dicom/{code}"]
+    return names
 
 
 def _check_modality(modality: str) -> str:

@@ -20,6 +20,7 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 
+from ..errors import InputError
 from ..io.geometry import to_sitk
 
 REGISTRATION_KEY = "registration"  # where the result lives in a volume's meta
@@ -31,8 +32,9 @@ class RigidOptions:
     """Settings of the rigid registration; the defaults meet the benchmark targets.
 
     ``shrink_factors`` / ``smoothing_sigmas`` (voxels) give the resolution
-    pyramid.  ``sampling_percentage`` of the fixed voxels (inside
-    ``fixed_mask`` when given) feed the Mattes metric at each level.
+    pyramid.  ``sampling_percentage`` of the fixed voxels (inside the MRI's
+    foreground with ``foreground_mask``) feed the Mattes metric at each
+    level: cheap coarse levels get many samples, the costly full resolution few.
     """
 
     initialization: str = "moments"  # "moments" (centres of mass) or "geometry" (image centres)
@@ -181,6 +183,7 @@ def register_rigid_with_result(fixed: sitk.Image, moving: sitk.Image, *, evaluat
         raise RuntimeError(f"rigid registration failed: {str(err).strip().splitlines()[-1]}") from None
     transform = _flatten(found)
     seconds = time.perf_counter() - start
+
     def mi(tx: sitk.Transform) -> float:
         return _mutual_information(fixed, moving, tx, opts, mask) if evaluate else float("nan")
 
@@ -253,8 +256,6 @@ def save_transform(transform: sitk.Transform | Mapping, path: str | Path) -> Pat
 
 def load_transform(path: str | Path) -> sitk.Transform:
     """Read a .tfm written by ``save_transform`` (or any single SimpleITK transform file)."""
-    from ..errors import InputError
-
     try:
         transform = sitk.ReadTransform(str(path))
     except RuntimeError as err:
