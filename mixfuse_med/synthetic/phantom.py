@@ -61,10 +61,14 @@ def mni_templates() -> dict[str, sitk.Image]:
 
 def brain_centre_lps() -> np.ndarray:
     """Centre of mass of the brain mask, LPS mm: the natural centre for head rotations."""
+    return np.asarray(_brain_centre())
+
+
+@lru_cache(maxsize=1)
+def _brain_centre() -> tuple[float, float, float]:
     brain = mni_templates()["brain"]
-    array = sitk.GetArrayViewFromImage(brain)
-    zyx = np.argwhere(array > 0).mean(axis=0)
-    return np.asarray(brain.TransformContinuousIndexToPhysicalPoint(zyx[::-1].tolist()))
+    zyx = np.argwhere(sitk.GetArrayViewFromImage(brain) > 0).mean(axis=0)
+    return tuple(brain.TransformContinuousIndexToPhysicalPoint(zyx[::-1].tolist()))
 
 
 def brain_points(count: int = 5000, seed: int = 0) -> np.ndarray:
