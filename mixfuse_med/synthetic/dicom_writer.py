@@ -9,9 +9,6 @@ decimal strings allow, and the returned array holds what was stored).
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 import uuid
 from pathlib import Path
 
@@ -20,6 +17,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
 from pydicom.valuerep import format_number_as_ds
 
+from ..atomic import atomic_path
 from ..io.geometry import dicom_slice_geometry
 
 SOP_CLASSES = {
@@ -78,13 +76,6 @@ def _pixel_module(ds_: Dataset, rows: int, columns: int) -> None:
     ds_.PixelRepresentation = 0
 
 
-def _publish(tmp: Path, folder: Path) -> None:
-    """Replace ``folder`` by the fully written ``tmp`` (no half-written series left behind)."""
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
-
-
 def write_single_frame_series(stored: np.ndarray, affine_ras: np.ndarray, folder: Path, shared: Dataset,
                               per_slice: list[dict] | None = None) -> list[Path]:
     """One file per slice (MR, PT) from uint16 ``stored`` (X, Y, Z).
@@ -93,13 +84,11 @@ def write_single_frame_series(stored: np.ndarray, affine_ras: np.ndarray, folder
     ``per_slice[k]`` adds attributes to slice k (e.g. RescaleSlope).
     """
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     modality = str(shared.Modality)
     geo = dicom_slice_geometry(affine_ras, stored.shape)
     normal = np.cross(geo.image_orientation[:3], geo.image_orientation[3:])
     paths = []
-    try:
+    with atomic_path(folder, overwrite=True, folder=True) as tmp:
         for k in range(stored.shape[2]):
             sop_instance = deterministic_uid(shared.SeriesInstanceUID, k)
             slice_ = Dataset()
@@ -121,10 +110,6 @@ def write_single_frame_series(stored: np.ndarray, affine_ras: np.ndarray, folder
             name = f"{modality}{k + 1:04d}.dcm"
             slice_.save_as(tmp / name, enforce_file_format=True)
             paths.append(folder / name)
-        _publish(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return paths
 
 
@@ -167,10 +152,6 @@ def write_nm_tomo(stored: np.ndarray, affine_ras: np.ndarray, path: Path, shared
     nm.RotationInformationSequence = [rotation]
     _pixel_module(nm, stored.shape[1], stored.shape[0])
     nm.PixelData = np.ascontiguousarray(stored.transpose(2, 1, 0)).astype("<u2").tobytes()
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
+    with atomic_path(path, overwrite=True) as tmp:
         nm.save_as(tmp, enforce_file_format=True)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
 from pydicom.dataset import Dataset
 
+from ..atomic import atomic_path
 from ..errors import OutputExistsError
+from ..export.nifti import nifti_image, save_nifti
 from ..io.geometry import from_sitk
 from .dicom_writer import (
     deterministic_uid,
@@ -328,22 +328,15 @@ def _nm_dataset(identity: dict, seed: int) -> Dataset:
 
 
 def _atomic(path: Path, write) -> Path:
-    """Write through a temporary name in the same folder, then move into place."""
-    suffix = ".nii.gz" if path.name.endswith(".nii.gz") else path.suffix  # writers go by the suffix
-    tmp = path.with_name(f".{path.name[: len(path.name) - len(suffix)]}.tmp{os.getpid()}{suffix}")
-    try:
+    """Write through a temporary sibling (same suffix, so writers pick the format), then rename."""
+    with atomic_path(path, overwrite=True) as tmp:
         write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
 def _write_nifti(array: np.ndarray, affine: np.ndarray, path: Path) -> Path:
-    image = nib.Nifti1Image(np.asarray(array, dtype=np.float32), affine)
-    image.set_qform(affine, code=1)
-    image.set_sform(affine, code=1)
-    return _atomic(path, lambda tmp: nib.save(image, str(tmp)))
+    image = nifti_image(np.asarray(array, dtype=np.float32), affine, description="mixfuse-med synthetic")
+    return save_nifti(image, path, overwrite=True)
 
 
 def _truth_record(study: SyntheticStudy) -> dict:
