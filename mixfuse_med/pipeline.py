@@ -8,6 +8,7 @@ plugin, the CLI and the batch runner give the same result for the same input.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -18,6 +19,7 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import Compose
 
+from .atomic import write_text_atomic
 from .errors import InputError
 from .io.geometry import axis_closest_to
 from .study import FusedStudy
@@ -62,29 +64,32 @@ class FusionOptions:
 
 def functional_modality(modality: str | None, volume: MetaTensor | None = None) -> str:
     """"PET" or "SPECT" from a user's word or the volume's DICOM modality."""
-    candidates = [modality, volume.meta.get("modality") if isinstance(volume, MetaTensor) else None]
-    for value in candidates:
-        if value and str(value).upper() in FUNCTIONAL_MODALITIES:
-            return FUNCTIONAL_MODALITIES[str(value).upper()]
     if modality:
-        raise ValueError(f"modality must be PET or SPECT, not {modality!r}")
+        if str(modality).upper() not in FUNCTIONAL_MODALITIES:
+            raise ValueError(f"modality must be PET or SPECT, not {modality!r}")
+        return FUNCTIONAL_MODALITIES[str(modality).upper()]
+    found = str(volume.meta.get("modality", "")).upper() if isinstance(volume, MetaTensor) else ""
+    if found in FUNCTIONAL_MODALITIES:
+        return FUNCTIONAL_MODALITIES[found]
     raise ValueError("cannot tell PET from SPECT: pass modality='PET' or 'SPECT'")
 
 
-def preprocessing(options: FusionOptions, modality: str) -> Compose:
-    """The MONAI chain from loaded volumes to fusion inputs, on dict keys mri / functional.
+def preprocessing_stages(options: FusionOptions, modality: str) -> list[tuple[str, Compose]]:
+    """The MONAI chain from loaded volumes to fusion inputs, stage by stage.
 
-    Adds "functional_scaled" (the functional volume in [0, 1] on the MRI
-    grid), "functional_scaled_rgb" and "functional_scaled_luma"; "mri" is
-    scaled to [0, 1] into "mri_scaled"; "functional" stays in its units.
+    Works on dict keys "mri" and "functional".  Adds "functional_scaled" (the
+    functional volume in [0, 1] on the MRI grid), "functional_scaled_rgb" and
+    "functional_scaled_luma", and "mri_scaled" (the MRI in [0, 1]);
+    "functional" ends on the MRI grid in its own units.
     """
     from monai.transforms import CopyItemsd
 
-    steps = []
+    stages = []
     if options.register:
-        steps.append(RigidRegisterd(keys="functional", fixed_key="mri", **options.registration))
-    steps += [
-        ResampleToReferenced(keys="functional", ref_key="mri"),
+        stages.append(("register", Compose([
+            RigidRegisterd(keys="functional", fixed_key="mri", **options.registration)])))
+    stages.append(("resample", Compose([ResampleToReferenced(keys="functional", ref_key="mri")])))
+    stages.append(("normalise", Compose([
         CopyItemsd(keys=("mri", "functional"), names=("mri_scaled", "functional_scaled")),
         NormalizeMRId(keys="mri_scaled", lower=options.mri_percentiles[0],
                       upper=options.mri_percentiles[1], n4=options.n4),
@@ -92,8 +97,13 @@ def preprocessing(options: FusionOptions, modality: str) -> Compose:
                              suv_window=options.suv_window, upper=options.functional_upper_percentile),
         ApplyColormapd(keys="functional_scaled",
                        name=options.colormap or ("pet" if modality == "PET" else "spect")),
-    ]
-    return Compose(steps)
+    ])))
+    return stages
+
+
+def preprocessing(options: FusionOptions, modality: str) -> Compose:
+    """All of :func:`preprocessing_stages` as one MONAI ``Compose``."""
+    return Compose([step for _, step in preprocessing_stages(options, modality)])
 
 
 def _check_volume(volume: MetaTensor, what: str) -> None:
@@ -115,27 +125,29 @@ def _as_result_volume(array: np.ndarray | torch.Tensor, reference: MetaTensor, *
 
 
 def fuse_volumes(mri: MetaTensor, functional: MetaTensor, *, modality: str | None = None, model=None,
-                 progress: Progress | None = None, **options) -> FusedStudy:
+                 progress: Progress | None = None, options: FusionOptions | None = None,
+                 **option_values) -> FusedStudy:
     """Register, resample, normalise, colour and fuse two loaded volumes.
 
-    Everything returned lies on the MRI grid.  ``options`` are
-    :class:`FusionOptions` fields; ``model`` defaults to the shipped weights.
-    ``progress(stage, fraction)`` reports each stage; raising from it cancels.
+    Everything returned lies on the MRI grid.  Options come as a
+    :class:`FusionOptions` or as its fields by name; ``model`` defaults to the
+    shipped weights.  ``progress(stage, fraction)`` reports each stage;
+    raising from it cancels.
     """
-    opts = options.pop("_options", None) or FusionOptions.from_kwargs(**options)
+    if options is not None and option_values:
+        raise TypeError("give options either as FusionOptions or by name, not both")
+    opts = options or FusionOptions.from_kwargs(**option_values)
     modality = functional_modality(modality, functional)
     _check_volume(mri, "MRI")
     _check_volume(functional, modality)
     report = progress or (lambda stage, fraction: None)
     timings: dict[str, float] = {}
     data = {"mri": mri, "functional": functional}
-    for transform in preprocessing(opts, modality).transforms:
-        stage = ("register" if isinstance(transform, RigidRegisterd) else
-                 "resample" if isinstance(transform, ResampleToReferenced) else "normalise")
+    for stage, transform in preprocessing_stages(opts, modality):
         report(stage, 0.0)
         start = time.perf_counter()
         data = transform(data)
-        timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - start
+        timings[stage] = time.perf_counter() - start
         report(stage, 1.0)
 
     if model is None:
@@ -173,10 +185,31 @@ def fuse_volumes(mri: MetaTensor, functional: MetaTensor, *, modality: str | Non
     return study
 
 
+def load_study(mri: str | Path, functional: str | Path, modality: str = "PET", *,
+               allow_raw_activity: bool = False) -> tuple[MetaTensor, MetaTensor]:
+    """The two volumes of a study; PET from DICOM in SUV (body weight).
+
+    A DICOM PET whose headers do not allow SUV is refused (naming the tag)
+    unless ``allow_raw_activity``.  A NIfTI PET has no such headers: its
+    values are taken as stored and scaled by percentiles.
+    """
+    from .io import load_volume
+    from .io.load import is_nifti
+
+    modality = functional_modality(modality)
+    mri_volume = load_volume(mri, modality="MR")
+    functional_path = Path(functional)
+    suv = modality == "PET" and not (functional_path.is_file() and is_nifti(functional_path))
+    functional_volume = load_volume(functional_path, modality="PT" if modality == "PET" else "NM",
+                                    suv=suv, allow_raw_activity=allow_raw_activity)
+    return mri_volume, functional_volume
+
+
 def fuse_study(mri: str | Path, functional: str | Path, out_dir: str | Path, *, modality: str = "PET",
                register: bool = True, formats: Sequence[str] = ("nifti", "dicom"),
                overwrite: bool = False, deidentify: bool = False, identity: dict | None = None,
-               model=None, progress: Progress | None = None, **options) -> dict[str, Path]:
+               allow_raw_activity: bool = False, model=None, progress: Progress | None = None,
+               **options) -> dict[str, Path]:
     """The whole job for one patient, files in and files out.
 
     ``mri`` and ``functional`` are NIfTI files or DICOM folders.  Returns the
@@ -184,24 +217,47 @@ def fuse_study(mri: str | Path, functional: str | Path, out_dir: str | Path, *, 
     :class:`FusionOptions` fields (colour map, SUV window, batch size, ...).
     """
     from .export import export_study
-    from .io import load_volume
 
     report = progress or (lambda stage, fraction: None)
     opts = FusionOptions.from_kwargs(register=register, **options)
     modality = functional_modality(modality)
     report("load", 0.0)
     start = time.perf_counter()
-    mri_volume = load_volume(mri, modality="MR")
-    functional_volume = load_volume(functional, modality="PT" if modality == "PET" else "NM")
+    mri_volume, functional_volume = load_study(mri, functional, modality,
+                                               allow_raw_activity=allow_raw_activity)
     load_seconds = time.perf_counter() - start
     report("load", 1.0)
     study = fuse_volumes(mri_volume, functional_volume, modality=modality, model=model,
-                         progress=progress, _options=opts)
+                         progress=progress, options=opts)
     study.notes["timings"] = {"load": load_seconds, **study.notes["timings"]}
     report("export", 0.0)
     start = time.perf_counter()
     paths = export_study(study, out_dir, formats=formats, overwrite=overwrite, deidentify=deidentify,
                          identity=identity)
     study.notes["timings"]["export"] = time.perf_counter() - start
+    record = json.dumps(study_report(study, mri, functional), indent=2, default=str)
+    paths["report_json"] = write_text_atomic(Path(out_dir) / "fusion_report.json", record,
+                                             overwrite=overwrite)
     report("export", 1.0)
     return paths
+
+
+def study_report(study: FusedStudy, mri_source=None, functional_source=None) -> dict:
+    """What was done to one study, for provenance: inputs, registration, scaling, timings."""
+    from . import __version__
+
+    return {
+        "mixfuse_med_version": __version__,
+        "inputs": {"mri": str(mri_source or study.mri.meta.get("filename_or_obj", "")),
+                   "functional": str(functional_source or study.functional.meta.get("filename_or_obj", ""))},
+        "modality": study.modality,
+        "functional_units": study.functional.meta.get("units", ""),
+        "suv": study.functional.meta.get("suv"),
+        "colormap": study.colormap,
+        "functional_window": {"low": study.window[0], "high": study.window[1],
+                              "method": study.notes.get("functional_scaling", "")},
+        "registration": study.registration,
+        "slice_axis": study.notes.get("slice_axis"),
+        "options": study.notes.get("options"),
+        "timings_seconds": {k: round(v, 3) for k, v in study.notes.get("timings", {}).items()},
+    }
