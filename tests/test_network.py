@@ -160,3 +160,21 @@ def test_biased_attention_gradients_are_exact(monkeypatch):
     q, k, v = leaf(5, 3, 16, 2), leaf(5, 3, 16, 2), leaf(5, 3, 16, 2)
     mask = leaf(1, 3, 16, 16)
     assert torch.autograd.gradcheck(BiasedAttention.apply, (q, k, v, mask))
+
+
+def test_native_attention_backward_matches_pytorch():
+    """The C kernel used for training gives PyTorch's gradients (shift masks included)."""
+    from mixfuse_med.networks import native
+    from mixfuse_med.networks.attention import BiasedAttention
+
+    if not native.available():
+        pytest.skip("no C compiler: training uses the PyTorch backward")
+    g = torch.Generator().manual_seed(9)
+    q, k, v, grad = (torch.randn(7, 64, 3, 2, generator=g).transpose(1, 2) for _ in range(4))
+    mask = torch.randn(1, 3, 64, 64, generator=g)
+    mask[..., 40:, :20] = -100.0  # a shifted window's region mask
+    out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, attn_mask=mask)
+    expected = BiasedAttention.reference_backward(q, k, v, mask, out, lse, grad)
+    got = native.window_attention_backward(q, k, v, grad, out, lse, mask)
+    for name, e, o in zip("q k v mask".split(), expected, got, strict=True):
+        torch.testing.assert_close(o, e, rtol=1e-4, atol=1e-5, msg=name)

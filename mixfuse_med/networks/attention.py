@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from . import native
 from .windows import WindowLayout
 
 ATTENTION_BACKENDS = ("sdpa", "matmul")
@@ -94,6 +95,13 @@ class BiasedAttention(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         q, k, v, mask, out, lse = ctx.saved_tensors
+        if native.supports(q):
+            return native.window_attention_backward(q, k, v, grad_out, out, lse, mask)
+        return BiasedAttention.reference_backward(q, k, v, mask, out, lse, grad_out)
+
+    @staticmethod
+    def reference_backward(q, k, v, mask, out, lse, grad_out):
+        """The same gradients from PyTorch ops: fused kernel for q, k, v; chunked mask gradient."""
         grad_out = grad_out.contiguous()
         grad_q, grad_k, grad_v = _aten._scaled_dot_product_flash_attention_for_cpu_backward(
             grad_out, q, k, v, out, lse, 0.0, False, attn_mask=mask)
