@@ -29,6 +29,12 @@ if TYPE_CHECKING:  # pragma: no cover
 def __getattr__(name: str):
     if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'mixfuse_med' has no attribute {name!r}")
+    else:  # a submodule, e.g. for ``getattr(mixfuse_med, "pipeline")`` as MONAI configs do
+        try:
+            value = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    globals()[name] = value
+    return value

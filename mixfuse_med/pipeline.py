@@ -209,17 +209,20 @@ def fuse_study(mri: str | Path, functional: str | Path, out_dir: str | Path, *, 
                register: bool = True, formats: Sequence[str] = ("nifti", "dicom"),
                overwrite: bool = False, deidentify: bool = False, identity: dict | None = None,
                allow_raw_activity: bool = False, model=None, progress: Progress | None = None,
-               **options) -> dict[str, Path]:
+               options: FusionOptions | None = None, **option_values) -> dict[str, Path]:
     """The whole job for one patient, files in and files out.
 
     ``mri`` and ``functional`` are NIfTI files or DICOM folders.  Returns the
-    paths written, keyed by what they are.  ``options`` are
-    :class:`FusionOptions` fields (colour map, SUV window, batch size, ...).
+    paths written, keyed by what they are.  Options come as a
+    :class:`FusionOptions` (whose ``register`` then wins) or as its fields by
+    name (colour map, SUV window, batch size, ...).
     """
     from .export import export_study
 
     report = progress or (lambda stage, fraction: None)
-    opts = FusionOptions.from_kwargs(register=register, **options)
+    if options is not None and option_values:
+        raise TypeError("give options either as FusionOptions or by name, not both")
+    opts = options or FusionOptions.from_kwargs(register=register, **option_values)
     modality = functional_modality(modality)
     report("load", 0.0)
     start = time.perf_counter()
@@ -240,6 +243,22 @@ def fuse_study(mri: str | Path, functional: str | Path, out_dir: str | Path, *, 
                                              overwrite=overwrite)
     report("export", 1.0)
     return paths
+
+
+def fuse_datalist(datalist: Sequence[dict], out_root: str | Path, **kwargs) -> list[dict[str, Path]]:
+    """:func:`fuse_study` for each {"mri", "functional"[, "modality", "name"]} item, one after another.
+
+    Each study goes to ``out_root/<name>`` (default: the MRI file or folder
+    name).  Keyword arguments go to :func:`fuse_study`.  For many patients,
+    with a manifest, resumption and a cluster, use ``mixfuse batch``.
+    """
+    results = []
+    default_modality = kwargs.pop("modality", "PET")
+    for item in datalist:
+        name = item.get("name") or Path(item["mri"]).name.split(".")[0]
+        results.append(fuse_study(item["mri"], item["functional"], Path(out_root) / name,
+                                  modality=item.get("modality") or default_modality, **kwargs))
+    return results
 
 
 def study_report(study: FusedStudy, mri_source=None, functional_source=None) -> dict:

@@ -1,5 +1,5 @@
 """The MixFuse fusion network."""
 
-from .mixfuse import MixFuse, MixFuseConfig, pad_to_multiple
+from .mixfuse import MixFuse, MixFuseConfig, StackedMixFuse, pad_to_multiple
 
-__all__ = ["MixFuse", "MixFuseConfig", "pad_to_multiple"]
+__all__ = ["MixFuse", "MixFuseConfig", "StackedMixFuse", "pad_to_multiple"]

@@ -67,7 +67,7 @@ _HAS_CPU_FLASH = hasattr(_aten, "_scaled_dot_product_flash_attention_for_cpu") a
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """softmax(q k^T / sqrt(d) + mask) v, fused, also when the mask is learnable."""
     if (mask.requires_grad and torch.is_grad_enabled() and q.device.type == "cpu"
-            and _HAS_CPU_FLASH):
+            and _HAS_CPU_FLASH and not torch.jit.is_tracing()):
         return BiasedAttention.apply(q, k, v, mask)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 

@@ -149,10 +149,11 @@ class MixFuse(nn.Module):
                 "MixFuse expects two (N, 1, H, W) tensors of the same shape, got "
                 f"{tuple(mri.shape)} and {tuple(functional.shape)}"
             )
-        height, width = mri.shape[-2:]
+        # plain ints: under torch.jit.trace sizes are tensors, and the size fixes the layout anyway
+        height, width = (int(s) for s in mri.shape[-2:])
         window, shift = self._window_and_shift(height, width)
         x = pad_to_multiple(torch.cat([mri, functional], dim=1), window)
-        batch, _, hp, wp = x.shape
+        batch, _, hp, wp = (int(s) for s in x.shape)
         device = x.device
         plain = window_layout(hp, wp, window, 0, device)
         shifted = window_layout(hp, wp, window, shift, device) if shift else plain
@@ -192,7 +193,7 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     needs the pad to be no larger than the image, true whenever the window
     is not larger than the image.
     """
-    height, width = x.shape[-2:]
+    height, width = (int(s) for s in x.shape[-2:])
     pad_h = -height % multiple
     pad_w = -width % multiple
     if pad_h:
@@ -200,3 +201,17 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     if pad_w:
         x = torch.cat([x, x[..., :, width - pad_w:].flip(-1)], dim=-1)
     return x
+
+
+class StackedMixFuse(MixFuse):
+    """MixFuse taking one (N, 2, H, W) tensor, MRI then functional.
+
+    For tools that feed a network a single input: TorchScript export by
+    tracing (``python -m monai.bundle ckpt_export``), MONAI inferers.  Same
+    parameters and state dict as :class:`MixFuse`.
+    """
+
+    def forward(self, pair: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        if pair.dim() != 4 or pair.shape[1] != 2:
+            raise ValueError(f"expected (N, 2, H, W): MRI and functional, got {tuple(pair.shape)}")
+        return super().forward(pair[:, :1], pair[:, 1:])

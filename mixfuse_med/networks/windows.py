@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numpy as np
 import torch
 
 # The reference implementation (Swin, MixFuse) masks with -100, not -inf.
@@ -55,23 +56,20 @@ class WindowLayout:
         return (self.height // self.window) * (self.width // self.window)
 
 
-def relative_position_index(window: int, table_window: int) -> torch.Tensor:
+def relative_position_index(window: int, table_window: int) -> np.ndarray:
     """Swin's (N, N) index into a ((2 * table_window - 1) ** 2)-row bias table.
 
     ``window`` may be smaller than ``table_window`` (images smaller than one
     window); the offsets then index the same table.
     """
-    coords = torch.stack(
-        torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij")
-    ).flatten(1)
-    rel = coords[:, :, None] - coords[:, None, :]
-    rel = rel + (table_window - 1)
+    coords = np.stack(np.meshgrid(np.arange(window), np.arange(window), indexing="ij")).reshape(2, -1)
+    rel = coords[:, :, None] - coords[:, None, :] + (table_window - 1)
     return rel[0] * (2 * table_window - 1) + rel[1]
 
 
-def _shift_region_labels(height: int, width: int, window: int, shift: int) -> torch.Tensor:
+def _shift_region_labels(height: int, width: int, window: int, shift: int) -> np.ndarray:
     """Swin's region label of each pixel of the rolled image (H, W)."""
-    labels = torch.zeros(height, width, dtype=torch.long)
+    labels = np.zeros((height, width), dtype=np.int64)
     if shift == 0:
         return labels
     bounds = (slice(0, -window), slice(-window, -shift), slice(-shift, None))
@@ -83,36 +81,50 @@ def _shift_region_labels(height: int, width: int, window: int, shift: int) -> to
     return labels
 
 
+def _partition(image: np.ndarray, window: int) -> np.ndarray:
+    """(H, W) -> (windows, window * window), windows in raster order."""
+    height, width = image.shape
+    blocks = image.reshape(height // window, window, width // window, window).transpose(0, 2, 1, 3)
+    return blocks.reshape(-1, window * window)
+
+
 @lru_cache(maxsize=64)
 def _layout_cpu(height: int, width: int, window: int, shift: int) -> WindowLayout:
     if height % window or width % window:
         raise ValueError(f"{height}x{width} is not a multiple of window {window}")
-    nh, nw = height // window, width // window
-    n = window * window
     # Raster index of the pixel seen at each position of the rolled image.
-    rows = (torch.arange(height) + shift) % height
-    cols = (torch.arange(width) + shift) % width
-    raster = (rows[:, None] * width + cols[None, :])
-    # Partition the rolled image into windows: (nW, N).
-    windows = raster.view(nh, window, nw, window).permute(0, 2, 1, 3).reshape(nh * nw, n)
-    labels = _shift_region_labels(height, width, window, shift)
-    label_windows = labels.view(nh, window, nw, window).permute(0, 2, 1, 3).reshape(nh * nw, n)
+    rows = (np.arange(height) + shift) % height
+    cols = (np.arange(width) + shift) % width
+    windows = _partition(rows[:, None] * width + cols[None, :], window)
+    label_windows = _partition(_shift_region_labels(height, width, window, shift), window)
     # Group windows by mask pattern; keep raster order of windows inside a group.
-    patterns, pattern_of_window = torch.unique(label_windows, dim=0, return_inverse=True)
-    window_order = torch.argsort(pattern_of_window, stable=True)
-    counts = torch.bincount(pattern_of_window, minlength=len(patterns)).tolist()
+    patterns, pattern_of_window = np.unique(label_windows, axis=0, return_inverse=True)
+    pattern_of_window = pattern_of_window.reshape(-1)
+    window_order = np.argsort(pattern_of_window, kind="stable")
+    counts = np.bincount(pattern_of_window, minlength=len(patterns)).tolist()
     groups, start = [], 0
     for pattern, count in enumerate(counts):
         groups.append(WindowGroup(start, start + count, pattern))
         start += count
     diff = patterns[:, None, :] - patterns[:, :, None]
-    masks = torch.zeros(diff.shape, dtype=torch.float32).masked_fill(diff != 0, SHIFT_MASK_VALUE)
-    return WindowLayout(
-        height, width, window, shift, windows[window_order].reshape(-1), tuple(groups), masks
-    )
+    masks = np.where(diff != 0, SHIFT_MASK_VALUE, 0.0).astype(np.float32)
+    order = torch.from_numpy(np.ascontiguousarray(windows[window_order].reshape(-1)))
+    return WindowLayout(height, width, window, shift, order, tuple(groups), torch.from_numpy(masks))
 
 
 _DEVICE_CACHE: dict[tuple, object] = {}
+
+
+def _untraced(make):
+    """Run ``make`` outside any torch.jit trace: cached constants are not part of the graph."""
+    state = torch._C._get_tracing_state()
+    if state is None:
+        return make()
+    torch._C._set_tracing_state(None)
+    try:
+        return make()
+    finally:
+        torch._C._set_tracing_state(state)
 
 
 def _on_device(key: tuple, device: torch.device, make):
@@ -121,7 +133,7 @@ def _on_device(key: tuple, device: torch.device, make):
     if value is None:
         if len(_DEVICE_CACHE) > 256:
             _DEVICE_CACHE.clear()
-        value = make()
+        value = _untraced(make)
         _DEVICE_CACHE[full_key] = value
     return value
 
@@ -133,14 +145,13 @@ def window_layout(
 
     def make() -> WindowLayout:
         cpu = _layout_cpu(height, width, window, shift)
-        return WindowLayout(
-            height, width, window, shift, cpu.order.to(device), cpu.groups, cpu.masks.to(device)
-        )
+        return WindowLayout(height, width, window, shift, cpu.order.to(device), cpu.groups,
+                            cpu.masks.to(device))
 
     return _on_device(("layout", height, width, window, shift), device, make)
 
 
-def _storage_index(layout: WindowLayout | None, height: int, width: int, batch: int) -> torch.Tensor:
+def _storage_index(layout: WindowLayout | None, height: int, width: int, batch: int) -> np.ndarray:
     """(B, L): where token (b, raster r) sits in a flat token tensor.
 
     Raster storage is image by image (b, r).  Layout storage is window-major
@@ -149,12 +160,12 @@ def _storage_index(layout: WindowLayout | None, height: int, width: int, batch: 
     """
     n_tok = height * width
     if layout is None:
-        return torch.arange(batch * n_tok).view(batch, n_tok)
+        return np.arange(batch * n_tok).reshape(batch, n_tok)
     n = layout.tokens_per_window
-    position = torch.empty(n_tok, dtype=torch.long)
-    position[layout.order.cpu()] = torch.arange(n_tok)
+    position = np.empty(n_tok, dtype=np.int64)
+    position[_layout_cpu(height, width, layout.window, layout.shift).order.numpy()] = np.arange(n_tok)
     window, inside = position // n, position % n
-    b = torch.arange(batch)[:, None]
+    b = np.arange(batch)[:, None]
     return window[None] * (batch * n) + b * n + inside[None]
 
 
@@ -174,11 +185,11 @@ def reorder_index(
     height, width = (dst or src).height, (dst or src).width
 
     def make() -> torch.Tensor:
-        src_index = _storage_index(src, height, width, batch).flatten()
-        dst_index = _storage_index(dst, height, width, batch).flatten()
-        index = torch.empty_like(src_index)
+        src_index = _storage_index(src, height, width, batch).reshape(-1)
+        dst_index = _storage_index(dst, height, width, batch).reshape(-1)
+        index = np.empty_like(src_index)
         index[dst_index] = src_index
-        return index.to(device)
+        return torch.from_numpy(index).to(device)
 
     return _on_device(("reorder", height, width, batch, key_of(src), key_of(dst)), device, make)
 
@@ -188,5 +199,5 @@ def relative_index_on(window: int, table_window: int, device: torch.device) -> t
     return _on_device(
         ("relidx", window, table_window),
         device,
-        lambda: relative_position_index(window, table_window).reshape(-1).to(device),
+        lambda: torch.from_numpy(relative_position_index(window, table_window).reshape(-1)).to(device),
     )
