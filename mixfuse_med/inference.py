@@ -26,6 +26,18 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def read_state_dict(path: str | Path) -> dict:
+    """The network weights in a file: a state dict, or a checkpoint holding one.
+
+    MONAI and ignite checkpoints keep it under "network" or "model".
+    """
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("network", "model", "state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            return state[key]
+    return state
+
+
 def load_pretrained(device: str | torch.device | None = None,
                     weights: str | Path | None = None) -> MixFuse:
     """The shipped MixFuse weights (paper configuration), in eval mode on ``device``.
@@ -38,10 +50,7 @@ def load_pretrained(device: str | torch.device | None = None,
     if not path.is_file():
         raise FileNotFoundError(f"{path}: MixFuse weights not found")
     device = torch.device(device) if device is not None else default_device()
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    for key in ("network", "model", "state_dict"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
+    state = read_state_dict(path)
     model = MixFuse()
     try:
         model.load_state_dict(state)

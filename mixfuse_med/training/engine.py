@@ -24,6 +24,7 @@ from ignite.metrics import Metric
 from torch import nn
 
 from ..atomic import atomic_path
+from ..inference import read_state_dict
 from ..losses import FusionLoss
 from ..metrics import evaluate as fusion_metrics
 
@@ -195,6 +196,17 @@ class FusionMetrics(Metric):
             finite = [r[name] for r in self._rows if math.isfinite(r[name])]
             means[name] = float(np.mean(finite)) if finite else float("nan")
         return means
+
+
+def initialise_network(network: nn.Module, weights: str | Path | None = None) -> nn.Module:
+    """``network``, starting from ``weights`` (a state dict or checkpoint) when given.
+
+    A run's own checkpoint, when it exists, still wins (ResumableCheckpoint
+    loads it at start); this only sets where a new run begins.
+    """
+    if weights:
+        network.load_state_dict(read_state_dict(weights))
+    return network
 
 
 def export_weights(checkpoint: str | Path, out: str | Path, *, overwrite: bool = False) -> Path:

@@ -56,13 +56,18 @@ class ForegroundLabeld(MapTransform):
         return d
 
 
-def train_transforms(crop_size: int = 96) -> Compose:
-    """Random foreground-centred crops, flips and 90-degree rotations."""
+def train_transforms(crop_size: int = 96, foreground_fraction: float = 0.75) -> Compose:
+    """Random crops, flips and 90-degree rotations.
+
+    ``foreground_fraction`` of the crops are centred on tissue, the rest on
+    background, so the network also learns that black stays black (atlas
+    slices are half background, and a grey veil over it costs contrast).
+    """
     return Compose([
         ForegroundLabeld(IMAGE_KEYS),
         RandCropByPosNegLabeld(list(IMAGE_KEYS), label_key="foreground",
-                               spatial_size=(crop_size, crop_size), pos=1, neg=0,
-                               num_samples=1, allow_smaller=True),
+                               spatial_size=(crop_size, crop_size), pos=foreground_fraction,
+                               neg=1.0 - foreground_fraction, num_samples=1, allow_smaller=True),
         RandFlipd(list(IMAGE_KEYS), prob=0.5, spatial_axis=0),
         RandFlipd(list(IMAGE_KEYS), prob=0.5, spatial_axis=1),
         RandRotate90d(list(IMAGE_KEYS), prob=0.5),
