@@ -53,13 +53,20 @@ def ycbcr_to_rgb(ycbcr: Array) -> Array:
 
 
 def fuse_colour(
-    mri: Array, functional_rgb: Array, fuse_luma: Callable[[Array, Array], Array]
+    mri: Array, functional: Array, fuse_luma: Callable[[Array, Array], Array],
+    colormap: str | None = None,
 ) -> Array:
-    """Fuse a grey MRI (...) with a colour functional image (..., 3).
+    """Fuse a grey MRI (...) with a colour (..., 3) or scalar (...) functional image.
 
+    A scalar functional image in [0, 1] is first mapped through ``colormap``
+    (see :mod:`mixfuse_med.colormaps`; "pet" when not given).
     ``fuse_luma(mri, y)`` returns the fused luma; its chroma comes from the
     functional image.  Returns RGB (..., 3) in [0, 1].
     """
-    ycbcr = rgb_to_ycbcr(functional_rgb)
+    if functional.ndim == mri.ndim:
+        from .colormaps import apply_colormap
+
+        functional = apply_colormap(functional, colormap or "pet")
+    ycbcr = rgb_to_ycbcr(functional)
     fused_y = fuse_luma(mri, ycbcr[..., 0])
     return ycbcr_to_rgb(_stack([fused_y, ycbcr[..., 1], ycbcr[..., 2]], ycbcr))

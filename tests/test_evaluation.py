@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 import torch
+from fusion_pairs import write_pairs
 from PIL import Image
 
-from fusion_pairs import write_pairs
 from mixfuse_med.cli import main
 from mixfuse_med.errors import OutputExistsError
 from mixfuse_med.evaluation import BASELINES, FUSION_METHOD, score_case, summarize, write_report
