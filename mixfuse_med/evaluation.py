@@ -79,6 +79,50 @@ def evaluate_pairs(pairs: Sequence[PairRecord], out_dir: str | Path, *, model=No
     return {"summary": summarize(rows), "paths": paths}
 
 
+def score_volumes(name: str, study, min_tissue: float = 0.05) -> list[dict]:
+    """Rows for one fused volume: metrics per slice with tissue, averaged over slices.
+
+    Slices run along the axis the volume was fused along; a slice counts when
+    at least ``min_tissue`` of it shows tissue in either source.  The sources
+    are the network's inputs (scaled MRI, colour-mapped functional volume).
+    """
+    axis = study.notes.get("slice_axis", 2)
+    mri = np.moveaxis(study.mri_scaled[0].numpy(), axis, 0)
+    rgb = np.moveaxis(study.functional_rgb.numpy().transpose(1, 2, 3, 0), axis, 0)
+    fused = np.moveaxis(study.fused_rgb.numpy().transpose(1, 2, 3, 0), axis, 0)
+    per_slice: dict[str, list[dict]] = {}
+    for a, b, f in zip(mri, rgb, fused, strict=True):
+        if max((a > 0.05).mean(), (b.max(-1) > 0.05).mean()) < min_tissue:
+            continue
+        for row in score_case(name, a, b, f):
+            per_slice.setdefault(row["method"], []).append(row)
+    return [{"case": name, "method": method, "slices": len(rows),
+             **{m: _finite_mean([r[m] for r in rows]) for m in ALL_METRICS}}
+            for method, rows in per_slice.items()]
+
+
+def evaluate_datalist(datalist: Sequence[dict], out_dir: str | Path, *, model=None,
+                      overwrite: bool = False, progress: Callable[[int, int], None] | None = None,
+                      **options) -> dict:
+    """Fuse volume pairs ({"mri", "functional"[, "modality", "name"]}) and score them slice-wise.
+
+    Nothing but the reports is written.  ``options`` go to
+    :func:`mixfuse_med.pipeline.fuse_volumes`.
+    """
+    from .pipeline import fuse_volumes, load_study
+
+    rows: list[dict] = []
+    for i, item in enumerate(datalist):
+        modality = item.get("modality", "PET")
+        mri, functional = load_study(item["mri"], item["functional"], modality)
+        study = fuse_volumes(mri, functional, modality=modality, model=model, **options)
+        rows += score_volumes(item.get("name") or Path(item["mri"]).name.split(".")[0], study)
+        if progress is not None:
+            progress(i + 1, len(datalist))
+    paths = write_report(rows, out_dir, overwrite=overwrite)
+    return {"summary": summarize(rows), "paths": paths}
+
+
 def summarize(rows: Iterable[dict]) -> dict:
     """Mean of each metric per method, and where MixFuse beats every baseline."""
     rows = list(rows)

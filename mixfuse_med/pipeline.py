@@ -181,6 +181,8 @@ def fuse_volumes(mri: MetaTensor, functional: MetaTensor, *, modality: str | Non
         registration=registered.meta.get("registration"),
         notes={"timings": timings, "slice_axis": axis, "options": asdict(opts),
                "functional_scaling": window.get("method", "")},
+        mri_scaled=data["mri_scaled"],
+        functional_rgb=data["functional_scaled_rgb"],
     )
     return study
 

@@ -25,3 +25,5 @@ class FusedStudy:
     window: tuple[float, float]  # functional values mapped to colour-map ends, in its units
     registration: dict | None = None  # rigid transform and quality, None when not registered
     notes: dict = field(default_factory=dict)  # timings and other facts for reports
+    mri_scaled: MetaTensor | None = None  # (1, X, Y, Z) the network's MRI input, [0, 1]
+    functional_rgb: MetaTensor | None = None  # (3, X, Y, Z) colour-mapped functional input, [0, 1]

@@ -80,3 +80,18 @@ def test_ckpt_export_traces_the_network_with_the_same_output(tmp_path, random_we
     pair = torch.rand(1, 2, 48, 40, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         torch.testing.assert_close(traced(pair), eager(pair[:, :1], pair[:, 1:]), atol=1e-5, rtol=0)
+
+
+def test_evaluate_config_scores_a_volume_datalist(tmp_path, random_weights):
+    study = make_synthetic_study(tmp_path / "study", modality="SPECT", seed=6, downsample=3)
+    datalist = tmp_path / "studies.json"
+    datalist.write_text(json.dumps([{"mri": str(study.mri_nifti), "functional": str(study.functional_nifti),
+                                     "modality": "SPECT", "name": "s1"}]))
+    done = bundle("run", "--config_file", str(BUNDLE / "configs" / "evaluate.json"),
+                  "--bundle_root", str(BUNDLE), "--output_dir", str(tmp_path / "eval"),
+                  "--datalist_file", str(datalist), "--checkpoint", str(random_weights))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert summary["cases"] == 1
+    assert set(summary["mean"]) == {"mixfuse", "mean", "max", "mri", "functional"}
+    assert 0 < summary["mean"]["mri"]["SSIM"] <= 2
