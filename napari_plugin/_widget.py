@@ -37,7 +37,7 @@ from napari.layers import Image, Layer
 from napari.qt.threading import create_worker
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import QObject, Signal
+from qtpy.QtCore import QEvent, QObject, Signal
 
 from mixfuse_med.colormaps import COLORMAPS
 from mixfuse_med.export import export_study
@@ -110,7 +110,33 @@ def _compact(container: FusionWidget) -> None:
         label.native.setAlignment(Qt.AlignLeft | Qt.AlignVCenter)
         label.native.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Preferred)
     container.native.setMinimumWidth(300)
-    container.native.setMaximumWidth(460)
+
+
+class _RunState:
+    """Cancel flag and dock state, shared with the worker thread and Qt callbacks (not the widget)."""
+
+    def __init__(self) -> None:
+        self.cancel = threading.Event()
+        self.closed = False
+
+    def docked(self, docked: bool) -> None:
+        """Closing the dock (napari unparents the widget) cancels a run; late signals then change nothing."""
+        self.closed = not docked
+        if self.closed:
+            self.cancel.set()
+
+
+class _DockWatcher(QObject):
+    """Tells the widget when napari docks it (a parent) or closes its dock (no parent)."""
+
+    def __init__(self, callback: Callable[[bool], None]) -> None:
+        super().__init__()
+        self._callback = callback
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 (Qt's name)
+        if event.type() == QEvent.ParentChange:
+            self._callback(watched.parent() is not None)
+        return False
 
 
 class _Relay(QObject):
@@ -123,7 +149,7 @@ class FusionWidget(Container):
     """Dock widget fusing an MRI layer with a PET or SPECT layer (MixFuse), then showing and exporting it."""
 
     def __init__(self, napari_viewer, *, model_factory: ModelFactory | None = None) -> None:
-        super().__init__(scrollable=True)
+        super().__init__()
         self.viewer = napari_viewer
         self.model_factory = model_factory
         self.study: FusedStudy | None = None
@@ -131,9 +157,12 @@ class FusionWidget(Container):
         self.exported: dict[str, Path] = {}
         self._worker = None
         self._pbar = None
-        self._cancel = threading.Event()
+        self._run = _RunState()
         self._relay = _Relay()
         self._relay.progressed.connect(self._on_progress)
+        self._watcher = _DockWatcher(self._run.docked)
+        self.native.installEventFilter(self._watcher)
+        self.native.destroyed.connect(lambda *_, run=self._run: run.docked(False))
 
         self.mri_layer = ComboBox(label="MRI", choices=self._image_layers, nullable=True)
         self.functional_layer = ComboBox(label="PET / SPECT", choices=self._image_layers, nullable=True)
@@ -262,7 +291,7 @@ class FusionWidget(Container):
         for warning in warnings:
             show_warning(warning)
 
-        self._cancel.clear()
+        self._run.cancel.clear()
         stages = StageProgress(options.register, self._relay.progressed.emit, self._cancelled)
         worker = create_worker(run_fusion, mri, functional, modality=modality, options=options,
                                model_factory=self._factory(), progress=stages,
@@ -277,12 +306,12 @@ class FusionWidget(Container):
 
     def _cancelled(self) -> bool:
         worker = self._worker
-        return self._cancel.is_set() or bool(worker is not None and worker.abort_requested)
+        return self._run.cancel.is_set() or bool(worker is not None and worker.abort_requested)
 
     def cancel(self, *_) -> None:
         """Stop the running fusion at its next progress report; nothing is added."""
         if self._worker is not None:
-            self._cancel.set()
+            self._run.cancel.set()
             self.status.value = "Cancelling\u2026"
             self._worker.quit()
 
@@ -299,13 +328,17 @@ class FusionWidget(Container):
             self._pbar = None
 
     def _on_progress(self, stage: str, fraction: float) -> None:
+        if self._run.closed:
+            return
         value = int(round(100 * fraction))
         self.progress_bar.value = value
-        if not self._cancel.is_set():
+        if not self._run.cancel.is_set():
             self.status.value = f"{stage}\u2026"
-        if self._pbar is not None:
-            self._pbar.set_description(f"MixFuse: {stage}")
-            self._pbar.update(value - self._pbar.n)
+        pbar = self._pbar  # napari's bar may close while it redraws (the run can end meanwhile)
+        if pbar is not None and not self._run.cancel.is_set():
+            if pbar.desc != f"MixFuse: {stage}":
+                pbar.set_description(f"MixFuse: {stage}")
+            pbar.update(max(0, value - pbar.n))
 
     def _on_fusion_error(self, error: Exception) -> None:
         if isinstance(error, FusionCancelled):
@@ -315,13 +348,17 @@ class FusionWidget(Container):
 
     def _on_finished(self) -> None:
         self._worker = None
-        cancelled = self._cancel.is_set()
+        if self._run.closed:
+            if self._pbar is not None:
+                self._pbar.close()
+            return
+        cancelled = self._run.cancel.is_set()
         self._set_running(False, "Cancelled" if cancelled else self.status.value)
         if not cancelled and self.study is not None:
             self.progress_bar.value = 100
 
     def _on_fused(self, study: FusedStudy) -> None:
-        if self._cancel.is_set():
+        if self._run.closed or self._run.cancel.is_set():
             return
         for layer in self.result_layers:
             if layer in self.viewer.layers:
@@ -387,11 +424,15 @@ class FusionWidget(Container):
         worker.errored.connect(lambda error: show_error(f"MixFuse: export failed: {error}"))
         worker.finished.connect(self._on_finished)
         self._worker = worker
+        self._run.cancel.clear()
         self._set_running(True, f"Exporting to {folder}")
+        self.cancel_button.enabled = False  # files are published one by one, each whole: let it finish
         worker.start()
         return worker
 
     def _on_exported(self, paths: dict) -> None:
+        if self._run.closed:
+            return
         self.exported = paths
         folder = Path(self.export_dir.value)
         self.status.value = f"Exported {len(paths)} outputs to {folder.name}"
