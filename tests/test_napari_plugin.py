@@ -5,13 +5,14 @@ plugin: nibabel's affine for NIfTI, and ImagePositionPatient /
 ImageOrientationPatient / PixelSpacing read with pydicom for DICOM.
 """
 
+import shutil
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-import tomllib
 import torch
 from monai.data import MetaTensor
 from napari.layers import Image, Layer
@@ -69,10 +70,10 @@ def test_manifest_validates_with_npe2_and_imports_every_command():
 def test_manifest_is_the_one_the_entry_point_names_and_declares_every_contribution():
     from npe2 import PluginManifest
 
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert project["project"]["entry-points"]["napari.manifest"]["mixfuse-med"] == "napari_plugin:napari.yaml"
+    [entry] = [e for e in entry_points(group="napari.manifest") if e.name == "mixfuse-med"]
+    assert entry.value == "napari_plugin:napari.yaml" and entry.dist.name == "mixfuse-med"
     manifest = PluginManifest.from_file(MANIFEST)
-    assert manifest.name == project["project"]["name"] == "mixfuse-med"
+    assert manifest.name == "mixfuse-med"  # npe2 matches the manifest to the distribution by this name
     contributions = manifest.contributions
     assert contributions.readers[0].accepts_directories
     assert {"*.nii", "*.nii.gz"} <= set(contributions.readers[0].filename_patterns)
@@ -210,6 +211,26 @@ def test_reader_opens_each_series_of_a_dicom_folder_where_the_headers_put_it(pet
                 header.get("RescaleIntercept", 0))
             expected = pixel * (pet_study.suv.factor if layer is pet else 1.0)
             assert layer.data[index] == pytest.approx(expected, rel=1e-4, abs=1e-3)
+
+
+def test_a_2d_series_beside_the_volume_is_skipped_with_a_warning(pet_study, tmp_path):
+    from napari.utils.notifications import notification_manager
+
+    folder = tmp_path / "export"
+    shutil.copytree(pet_study.mri_dicom, folder / "MR")
+    localiser = pydicom.dcmread(sorted((folder / "MR").iterdir())[0])
+    localiser.SeriesInstanceUID = localiser.SOPInstanceUID = pydicom.uid.generate_uid()
+    localiser.SeriesNumber, localiser.SeriesDescription = 99, "localiser"
+    localiser.save_as(folder / "localiser.dcm")
+    seen = []
+    notification_manager.notification_ready.connect(seen.append)
+    try:
+        layers = get_reader(str(folder))(str(folder))
+    finally:
+        notification_manager.notification_ready.disconnect(seen.append)
+    assert [t[1]["metadata"]["series"]["SeriesDescription"] for t in layers] == ["T1w 3D (synthetic, MNI152)"]
+    [warning] = [str(n.message) for n in seen if n.severity == "warning"]
+    assert "skipped a series" in warning and "2D" in warning
 
 
 def test_reader_declines_what_it_cannot_read(tmp_path):
