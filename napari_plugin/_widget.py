@@ -41,7 +41,7 @@ from qtpy.QtCore import QEvent, QObject, Signal
 
 from mixfuse_med.colormaps import COLORMAPS
 from mixfuse_med.export import export_study
-from mixfuse_med.pipeline import FusionOptions, functional_modality, fuse_volumes
+from mixfuse_med.pipeline import FUNCTIONAL_MODALITIES, FusionOptions, functional_modality, fuse_volumes
 from mixfuse_med.study import FusedStudy
 
 from ._choices import LayerChoiceError, check_layers, guess_layers
@@ -274,19 +274,20 @@ class FusionWidget(Container):
             warnings = check_layers(self.mri_layer.value, self.functional_layer.value)
             mri = layer_to_volume(self.mri_layer.value)
             functional = layer_to_volume(self.functional_layer.value)
-            modality = functional_modality(None if self.modality.value == "auto" else self.modality.value,
-                                           functional)
+            chosen = None if self.modality.value == "auto" else self.modality.value
+            found = str(functional.meta.get("modality", "") or "").upper()
+            if chosen is None and found not in FUNCTIONAL_MODALITIES:
+                name = self.functional_layer.value.name
+                raise LayerChoiceError(f"{name!r} does not say whether it is PET or SPECT (modality "
+                                       f"{found or 'unknown'}): choose the modality")
+            modality = functional_modality(chosen, functional)
             options = self.options()
             units = str(functional.meta.get("units", "") or "")
             if options.functional_scaling == "suv" and units.upper() != "SUVBW":
                 raise ValueError(f"SUV window chosen, but {self.functional_layer.value.name!r} is in "
                                  f"{units or 'unknown units'}, not SUV: choose percentile scaling")
         except (LayerChoiceError, ValueError) as error:
-            message = str(error)
-            if "cannot tell PET from SPECT" in message:
-                message = (f"{self.functional_layer.value.name!r} does not say whether it is PET or SPECT: "
-                           "choose the modality")
-            show_error(message)
+            show_error(str(error))
             return None
         for warning in warnings:
             show_warning(warning)
