@@ -48,7 +48,7 @@ def contrast_limits(volume: MetaTensor) -> tuple[float, float]:
 def scan_kwargs(volume: MetaTensor) -> dict:
     """Layer settings for a loaded scan: grey MRI, colour PET/SPECT blended over it."""
     modality = str(volume.meta.get("modality", "") or "").upper()
-    kwargs = {"contrast_limits": contrast_limits(volume)}
+    kwargs = {"contrast_limits": contrast_limits(volume), "interpolation2d": "linear"}
     if modality in FUNCTIONAL_CODES:
         kwargs.update(colormap=napari_colormap(DEFAULT_COLORMAP[modality]), blending="additive",
                       opacity=0.7)
@@ -81,11 +81,13 @@ def study_layer_data(study: FusedStudy) -> list[LayerDataTuple]:
         study.functional, role="registered",
         name=f"{study.modality} on MRI grid [{units_label(study)}]",
         colormap=napari_colormap(study.colormap), contrast_limits=study.window, blending="additive",
-        opacity=0.7, visible=False)
+        opacity=0.7, visible=False, interpolation2d="linear")
     registered[1]["metadata"]["intensity_window"] = {"low": study.window[0], "high": study.window[1],
                                                      "method": study.notes.get("functional_scaling", "")}
     luma = volume_to_layer_data(study.fused_luma, role="fused_luma", name=f"fused luma ({mri_name})",
-                                colormap="gray", contrast_limits=(0.0, 1.0), visible=False)
+                                colormap="gray", contrast_limits=(0.0, 1.0), visible=False,
+                                interpolation2d="linear")
     rgb = volume_to_layer_data(study.fused_rgb, role="fused_rgb",
-                               name=f"fused MR+{study.modality} ({study.colormap})", blending="translucent")
+                               name=f"fused MR+{study.modality} ({study.colormap})", blending="translucent",
+                               interpolation2d="linear")
     return [registered, luma, rgb]
