@@ -109,6 +109,12 @@ def test_pet_values_round_trip_within_half_a_slope(pet_export):
     np.testing.assert_allclose(np.asarray(back.affine), affine, atol=1e-5)
     slope = max(float(ds.RescaleSlope) for ds in series)
     assert np.abs(back.numpy()[0] - truth).max() <= slope / 2 * 1.0001
+    if study.functional.meta["units"] == "SUVbw":  # our loader takes it back as SUV, unscaled
+        from mixfuse_med.io import load_volume
+
+        loaded = load_volume(paths["functional_dicom"])
+        assert loaded.meta["units"] == "SUVbw" and loaded.meta["suv"]["stored_as_suv"]
+        assert np.abs(loaded.numpy()[0] - truth).max() <= slope / 2 * 1.0001
 
 
 def test_spect_values_round_trip_in_counts(spect_export):

@@ -205,7 +205,8 @@ def test_export_writes_nifti_and_dicom_that_read_back_on_the_mri_grid(make_napar
         np.testing.assert_allclose(np.asarray(back.affine), np.asarray(mri.affine), atol=1e-4)
         assert back.shape == mri.shape
     assert nib.load(paths["fused_rgb_nifti"]).shape == mri.shape[1:]
-    pet_back = load_volume(paths["functional_dicom"], suv=False)  # written in SUV already (Units GML)
+    pet_back = load_volume(paths["functional_dicom"])  # written in SUV already (Units GML)
+    assert pet_back.meta["units"] == "SUVbw"
     np.testing.assert_allclose(np.asarray(pet_back.affine), np.asarray(mri.affine), atol=1e-3)
     assert pet_back.meta["units"] == "GML" and pet_back.meta["patient"]["PatientID"] == \
         pet_study.patient["PatientID"]

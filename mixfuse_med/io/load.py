@@ -178,6 +178,12 @@ def _apply_suv_dicom(volume: MetaTensor, headers: list[Dataset], path: Path, suv
     if not suv:
         volume.meta["suv"] = {"applied": False, "reason": "suv=False: values as stored"}
         return
+    if str(headers[0].get("Units", "") or "").upper() == "GML":  # stored as SUV already (e.g. ours)
+        suv_type = str(headers[0].get("SUVType", "") or "BW").upper()
+        volume.meta["units"] = "SUVbw" if suv_type == "BW" else f"SUV{suv_type.lower()}"
+        volume.meta["suv"] = {"applied": False, "stored_as_suv": True, "suv_type": suv_type,
+                              "reason": f"Units GML: values are SUV ({suv_type}) already"}
+        return
     try:
         params = suv_parameters(headers, path)
     except SuvError as err:
