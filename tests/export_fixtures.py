@@ -7,7 +7,6 @@ derivation references can be checked against files that exist.
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 import warnings
@@ -142,7 +141,25 @@ def make_study(tmp_path: Path | None = None, *, source: str = "dicom", modality:
                       colormap="hot", window=(0.0, 8.0))
 
 
-_LINE = re.compile(r"^(Error|Warning) - (.*)$")
+def parse_dciodvfy(output: str, returncode: int) -> tuple[list[str], list[str]]:
+    """(errors, warnings) in dciodvfy's output, each the whole line.
+
+    dciodvfy prefixes some messages with the attribute, e.g.
+    ``(0x0008,0x103e) LO Series Description  - Error - Bad Value Length ...``, so
+    a message is recognised anywhere in its line.  A non-zero exit status with no
+    error line (a crash, an unreadable file) is an error too: dciodvfy exits 0
+    when it reports warnings only.
+    """
+    errors, warns = [], []
+    for line in output.splitlines():
+        line = line.strip()
+        if "Error -" in line:
+            errors.append(line)
+        elif "Warning -" in line:
+            warns.append(line)
+    if returncode != 0 and not errors:
+        errors.append(f"dciodvfy exited with status {returncode} without an error message")
+    return errors, warns
 
 
 def dciodvfy(path: Path) -> tuple[list[str], list[str]]:
@@ -150,12 +167,7 @@ def dciodvfy(path: Path) -> tuple[list[str], list[str]]:
     if shutil.which("dciodvfy") is None:  # fail, not skip: the checks must run in CI
         raise AssertionError("dciodvfy not found: install the Debian package 'dicom3tools'")
     result = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
-    errors, warns = [], []
-    for line in (result.stdout + result.stderr).splitlines():
-        match = _LINE.match(line.strip())
-        if match:
-            (errors if match.group(1) == "Error" else warns).append(match.group(2))
-    return errors, warns
+    return parse_dciodvfy(result.stdout + result.stderr, result.returncode)
 
 
 def assert_dciodvfy_clean(folder: Path) -> set[str]:

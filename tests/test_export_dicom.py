@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pydicom
 import pytest
@@ -13,8 +16,10 @@ from export_fixtures import (
     STUDY,
     assert_dciodvfy_clean,
     make_study,
+    parse_dciodvfy,
     read_series_pydicom,
 )
+from pydicom.dataelem import RawDataElement
 
 from mixfuse_med.errors import InputError
 from mixfuse_med.export import export_study
@@ -62,6 +67,48 @@ def test_every_file_passes_dciodvfy(which, request):
     _, paths = request.getfixturevalue(which)
     for key in ("fused_rgb_dicom", "functional_dicom"):
         assert_dciodvfy_clean(paths[key])
+
+
+def _broken_copy(pet_export, tmp_path, name: str, damage) -> Path:
+    """A copy of one exported PET instance, damaged by ``damage(dataset)``, alone in a folder."""
+    _, paths = pet_export
+    source = sorted(paths["functional_dicom"].glob("*.dcm"))[0]
+    folder = tmp_path / name
+    folder.mkdir()
+    ds = pydicom.dcmread(source)
+    damage(ds)
+    ds.save_as(folder / source.name)
+    return folder
+
+
+def test_dciodvfy_check_fails_on_a_missing_type_1_attribute(pet_export, tmp_path):
+    folder = _broken_copy(pet_export, tmp_path, "no_spacing", lambda ds: delattr(ds, "PixelSpacing"))
+    with pytest.raises(AssertionError, match=r"Type 1 Required Element=<PixelSpacing>"):
+        assert_dciodvfy_clean(folder)
+
+
+def test_dciodvfy_check_sees_messages_prefixed_with_the_attribute(pet_export, tmp_path):
+    def odd_length(ds):  # raw, so pydicom writes the odd length instead of padding it
+        tag = pydicom.tag.Tag("SeriesDescription")
+        ds[tag] = RawDataElement(tag, "LO", 3, b"abc", 0, False, True)
+
+    folder = _broken_copy(pet_export, tmp_path, "odd", odd_length)
+    with pytest.raises(AssertionError, match=re.escape(
+            "(0x0008,0x103e) LO Series Description  - Error - Bad Value Length")):
+        assert_dciodvfy_clean(folder)
+
+    # a private tag without owner is only a warning: listed, and the file still passes
+    folder = _broken_copy(pet_export, tmp_path, "private", lambda ds: ds.add_new(0x00091010, "LO", "ab"))
+    owner = re.escape("(0x0009,0x1010)  ?  - Warning - Private tag without owner")
+    with pytest.warns(UserWarning, match=owner):
+        assert_dciodvfy_clean(folder)
+
+
+def test_dciodvfy_exit_status_counts_when_no_error_line_is_printed():
+    errors, warns = parse_dciodvfy("PETImage\nWarning - Missing attribute ... - Study ID\n", 1)
+    assert len(errors) == 1 and "status 1" in errors[0]
+    assert warns == ["Warning - Missing attribute ... - Study ID"]
+    assert parse_dciodvfy("PETImage\nWarning - x\n", 0) == ([], ["Warning - x"])
 
 
 def test_one_instance_per_mri_slice_with_the_mri_geometry(pet_export):
