@@ -37,6 +37,21 @@ def is_temporary(path: str | Path) -> bool:
     return Path(path).name.startswith(TEMP_PREFIX)
 
 
+def finished_files(root: str | Path) -> Iterator[Path]:
+    """Files under ``root`` (recursively) outside any partial output, in a stable order.
+
+    The walk every reader of an output folder uses (DICOM series listing,
+    napari's reader, the PACS sender), so a half-written series is never taken
+    for data.  Temporary folders are not entered at all.
+    """
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not is_temporary(d))
+        for name in sorted(files):
+            path = Path(folder) / name
+            if not is_temporary(name) and path.is_file():
+                yield path
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

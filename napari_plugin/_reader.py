@@ -33,14 +33,14 @@ def _has_dicom_preamble(path: Path) -> bool:
 
 
 def _folder_has_dicom(folder: Path) -> bool:
-    seen = 0
-    for root, _, files in os.walk(folder):
-        for name in sorted(files):
-            if _has_dicom_preamble(Path(root) / name):
-                return True
-            seen += 1
-            if seen >= _DICOM_PROBE_LIMIT:
-                return False
+    """Probe the files ``list_dicom_series`` would read (partial exports skipped), not all of them."""
+    from mixfuse_med.atomic import finished_files
+
+    for seen, path in enumerate(finished_files(folder), start=1):
+        if _has_dicom_preamble(path):
+            return True
+        if seen >= _DICOM_PROBE_LIMIT:
+            return False
     return False
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pydicom
 import pytest
 
+from mixfuse_med.atomic import temporary_name
 from mixfuse_med.errors import InputError
 from mixfuse_med.io import list_dicom_series, load_volume
 from mixfuse_med.io.geometry import to_sitk
@@ -129,6 +130,16 @@ def test_mixed_series_without_a_choice_lists_what_was_found(mixed_folder):
         assert s.series_uid in str(err.value)
     with pytest.raises(InputError, match="no NM series"):
         load_volume(mixed_folder, modality="SPECT")
+
+
+def test_partial_export_left_by_a_killed_run_is_not_a_series(pet_study, tmp_path):
+    folder = tmp_path / "out"
+    shutil.copytree(pet_study.mri_dicom, folder / "mri")
+    # what a killed export leaves until the next one cleans it: a whole series under a temporary name
+    shutil.copytree(pet_study.functional_dicom, temporary_name(folder / "pet_on_mri"))
+    (series,) = list_dicom_series(folder)
+    assert series.modality == "MR" and all(p.parent == folder / "mri" for p in series.files)
+    assert load_volume(folder).meta["modality"] == "MR"  # no "2 series match" from the leftover
 
 
 # Bad input --------------------------------------------------------------------------------------------

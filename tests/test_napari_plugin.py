@@ -18,6 +18,7 @@ from monai.data import MetaTensor
 from napari.layers import Image, Layer
 from nibabel.orientations import axcodes2ornt
 
+from mixfuse_med.atomic import temporary_name
 from mixfuse_med.errors import InputError
 from mixfuse_med.io import load_volume
 from mixfuse_med.synthetic import make_synthetic_study
@@ -231,6 +232,18 @@ def test_a_2d_series_beside_the_volume_is_skipped_with_a_warning(pet_study, tmp_
     assert [t[1]["metadata"]["series"]["SeriesDescription"] for t in layers] == ["T1w 3D (synthetic, MNI152)"]
     [warning] = [str(n.message) for n in seen if n.severity == "warning"]
     assert "skipped a series" in warning and "2D" in warning
+
+
+def test_reader_skips_a_partial_export_like_the_library(pet_study, tmp_path):
+    only_partial = tmp_path / "killed"
+    shutil.copytree(pet_study.functional_dicom, temporary_name(only_partial / "pet_on_mri"))
+    assert get_reader(str(only_partial)) is None
+
+    folder = tmp_path / "out"
+    shutil.copytree(pet_study.mri_dicom, folder / "mri")
+    shutil.copytree(pet_study.functional_dicom, temporary_name(folder / "pet_on_mri"))
+    layers = get_reader(str(folder))(str(folder))
+    assert [t[1]["metadata"]["modality"] for t in layers] == ["MR"]
 
 
 def test_reader_declines_what_it_cannot_read(tmp_path):

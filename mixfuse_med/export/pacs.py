@@ -19,7 +19,7 @@ import pydicom
 from pydicom.misc import is_dicom
 from pynetdicom import AE
 
-from mixfuse_med.atomic import is_temporary
+from mixfuse_med.atomic import finished_files
 from mixfuse_med.errors import ExportError, InputError
 
 _WARNING_STATUSES = {0x0001, 0xB000, 0xB006, 0xB007}
@@ -39,8 +39,7 @@ def dicom_files(files_or_folder: str | Path | Iterable[str | Path]) -> list[Path
     if isinstance(files_or_folder, (str, Path)):
         root = Path(files_or_folder)
         if root.is_dir():
-            found = [p for p in sorted(root.rglob("*")) if p.is_file()
-                     and not any(is_temporary(part) for part in p.relative_to(root).parts) and is_dicom(p)]
+            found = [p for p in sorted(finished_files(root)) if is_dicom(p)]
             if not found:
                 raise InputError(root, "no DICOM files to send in this folder")
             return found

@@ -20,6 +20,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
+from ..atomic import finished_files
 from ..errors import InputError
 
 log = logging.getLogger(__name__)
@@ -107,14 +108,15 @@ def _read_header(path: Path) -> Dataset | None:
 def list_dicom_series(folder: str | Path) -> list[DicomSeries]:
     """All image series under ``folder`` (searched recursively), sorted by series number.
 
-    Files that are not DICOM, and DICOM objects without pixels (reports,
-    structure sets, DICOMDIR), are ignored.
+    Files that are not DICOM, DICOM objects without pixels (reports,
+    structure sets, DICOMDIR), and partial outputs of an interrupted export
+    (``mixfuse_med.atomic``) are ignored.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(folder, "not a folder")
     groups: dict[str, list[tuple[Path, Dataset]]] = defaultdict(list)
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+    for path in sorted(finished_files(folder)):
         header = _read_header(path)
         if header is None or "SeriesInstanceUID" not in header:
             continue
