@@ -1,5 +1,7 @@
 """Registration, resampling, normalisation and colour mapping as MONAI transforms, on synthetic studies."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -7,7 +9,9 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import Compose
 
+from mixfuse_med.atomic import is_temporary
 from mixfuse_med.color import rgb_to_luma
+from mixfuse_med.errors import OutputExistsError
 from mixfuse_med.io import load_volume
 from mixfuse_med.io.geometry import from_sitk, to_sitk
 from mixfuse_med.synthetic import brain_points, make_synthetic_study
@@ -103,6 +107,37 @@ def test_transform_saved_and_reapplied_gives_the_same_volume(registered, tmp_pat
     from_file = ResampleToReference()(data["functional"], data["mri"], load_transform(path))
     np.testing.assert_allclose(from_meta.numpy(), from_file.numpy(), rtol=1e-6, atol=1e-6)
     assert not list(tmp_path.glob(".*"))  # no temporary left behind
+
+
+def test_saving_a_transform_refuses_an_existing_file_unless_asked(registered, tmp_path):
+    _, data = registered
+    path = tmp_path / "pet_to_mri.tfm"
+    path.write_text("someone else's transform")
+    with pytest.raises(OutputExistsError, match="pet_to_mri.tfm"):
+        save_transform(data["functional"].meta["registration"], path)
+    assert path.read_text() == "someone else's transform"
+
+    save_transform(data["functional"].meta["registration"], path, overwrite=True)
+    expected = transform_from_meta(data["functional"].meta["registration"])
+    np.testing.assert_allclose(load_transform(path).GetParameters(), expected.GetParameters(), atol=1e-9)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pet_to_mri.tfm"]
+
+
+def test_a_transform_being_written_has_a_temporary_name_readers_skip(registered, tmp_path, monkeypatch):
+    _, data = registered
+    seen = []
+
+    def failing_write(transform, filename):  # record the name, write part of a file, then fail
+        seen.append(Path(filename))
+        Path(filename).write_text("#Insight Transform File V1.0\n")
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(sitk, "WriteTransform", failing_write)
+    with pytest.raises(RuntimeError, match="disk full"):
+        save_transform(data["functional"].meta["registration"], tmp_path / "pet_to_mri.tfm")
+    (temp,) = seen
+    assert is_temporary(temp) and temp.parent == tmp_path and temp.name.endswith(".tfm")
+    assert list(tmp_path.iterdir()) == []  # nothing published, the temporary removed
 
 
 def test_array_registration_matches_its_dict_twin_and_repeats_exactly(pet, registered):

@@ -9,7 +9,6 @@ a ``.tfm`` file and re-applied.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Hashable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -20,6 +19,7 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 
+from ..atomic import atomic_path
 from ..errors import InputError
 from ..io.geometry import to_sitk
 
@@ -240,18 +240,18 @@ def transform_from_meta(record: Mapping) -> sitk.Transform:
     return transform
 
 
-def save_transform(transform: sitk.Transform | Mapping, path: str | Path) -> Path:
-    """Write a transform (or a ``meta['registration']`` record) as a SimpleITK .tfm file."""
+def save_transform(transform: sitk.Transform | Mapping, path: str | Path, *, overwrite: bool = False) -> Path:
+    """Write a transform (or a ``meta['registration']`` record) as a SimpleITK .tfm file.
+
+    All-or-nothing like every output (``mixfuse_med.atomic``: the temporary
+    keeps the extension, which SimpleITK reads the format from); an existing
+    file is refused with ``OutputExistsError`` unless ``overwrite``.
+    """
     if isinstance(transform, Mapping):
         transform = transform_from_meta(transform)
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
-    try:
-        sitk.WriteTransform(transform, str(tmp))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    with atomic_path(path, overwrite=overwrite) as temp:
+        sitk.WriteTransform(transform, str(temp))
+    return Path(path)
 
 
 def load_transform(path: str | Path) -> sitk.Transform:
