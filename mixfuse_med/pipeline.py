@@ -19,7 +19,7 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import Compose
 
-from .atomic import write_text_atomic
+from .atomic import refuse_existing, write_text_atomic
 from .errors import InputError
 from .io.geometry import axis_closest_to
 from .study import FusedStudy
@@ -36,6 +36,7 @@ STAGES = ("load", "register", "resample", "normalise", "fuse", "export")
 Progress = Callable[[str, float], None]  # (stage, fraction of the stage done), may raise to cancel
 
 FUNCTIONAL_MODALITIES = {"PET": "PET", "PT": "PET", "SPECT": "SPECT", "NM": "SPECT"}
+REPORT_NAME = "fusion_report.json"  # provenance record fuse_study writes beside the exported outputs
 
 
 @dataclass
@@ -217,15 +218,19 @@ def fuse_study(mri: str | Path, functional: str | Path, out_dir: str | Path, *, 
     ``mri`` and ``functional`` are NIfTI files or DICOM folders.  Returns the
     paths written, keyed by what they are.  Options come as a
     :class:`FusionOptions` (whose ``register`` then wins) or as its fields by
-    name (colour map, SUV window, batch size, ...).
+    name (colour map, SUV window, batch size, ...).  Existing outputs are
+    refused before anything is loaded (not minutes later) unless ``overwrite``.
     """
-    from .export import export_study
+    from .export import export_study, output_paths
 
     report = progress or (lambda stage, fraction: None)
     if options is not None and option_values:
         raise TypeError("give options either as FusionOptions or by name, not both")
     opts = options or FusionOptions.from_kwargs(register=register, **option_values)
     modality = functional_modality(modality)
+    report_path = Path(out_dir) / REPORT_NAME
+    planned = [*output_paths(out_dir, modality=modality, formats=formats).values(), report_path]
+    refuse_existing(planned, overwrite)  # export_study checks again when it writes (another run may race)
     report("load", 0.0)
     start = time.perf_counter()
     mri_volume, functional_volume = load_study(mri, functional, modality,
@@ -241,8 +246,7 @@ def fuse_study(mri: str | Path, functional: str | Path, out_dir: str | Path, *, 
                          identity=identity)
     study.notes["timings"]["export"] = time.perf_counter() - start
     record = json.dumps(study_report(study, mri, functional), indent=2, default=str)
-    paths["report_json"] = write_text_atomic(Path(out_dir) / "fusion_report.json", record,
-                                             overwrite=overwrite)
+    paths["report_json"] = write_text_atomic(report_path, record, overwrite=overwrite)
     report("export", 1.0)
     return paths
 

@@ -8,7 +8,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from mixfuse_med.errors import InputError
+from mixfuse_med.errors import InputError, OutputExistsError
 from mixfuse_med.io import load_volume
 from mixfuse_med.io.geometry import to_sitk
 from mixfuse_med.networks import MixFuse
@@ -65,6 +65,41 @@ def test_cancel_from_progress_leaves_no_output(pet_study, tmp_path, tiny_model):
         fuse_study(pet_study.mri_nifti, pet_study.functional_nifti, tmp_path / "out", modality="PET",
                    register=False, model=tiny_model, progress=cancel)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+OUTPUTS = ["fused_luma.nii.gz", "fused_rgb.nii.gz", "pet_on_mri.nii.gz", "dicom/fused_rgb",
+           "dicom/pet_on_mri", "fusion_report.json"]
+
+
+@pytest.mark.parametrize("existing", OUTPUTS)
+def test_an_existing_output_is_refused_before_anything_is_loaded(pet_study, tmp_path, tiny_model, existing):
+    out = tmp_path / "out"
+    target = out / existing
+    if existing.startswith("dicom/"):
+        target.mkdir(parents=True)
+    else:
+        out.mkdir()
+        target.write_text("an earlier run's output")
+    stages = []
+    with pytest.raises(OutputExistsError, match=existing.split("/")[-1]) as err:
+        fuse_study(pet_study.mri_dicom, pet_study.functional_dicom, out, modality="PET", model=tiny_model,
+                   progress=lambda stage, fraction: stages.append(stage))
+    assert err.value.path == target
+    assert stages == []  # refused before the load stage started
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == sorted(
+        {existing, *(["dicom"] if existing.startswith("dicom/") else [])})
+
+
+def test_outputs_of_formats_not_asked_for_do_not_block_a_run(pet_study, tmp_path, tiny_model):
+    out = tmp_path / "out"
+    (out / "dicom" / "pet_on_mri").mkdir(parents=True)  # an earlier DICOM export
+    with pytest.raises(InputError, match="unknown export format"):  # also refused up front
+        fuse_study(pet_study.mri_nifti, pet_study.functional_nifti, out, formats=("nifti", "png"),
+                   model=tiny_model, progress=lambda stage, fraction: pytest.fail(f"{stage} ran"))
+    paths = fuse_study(pet_study.mri_nifti, pet_study.functional_nifti, out, modality="PET", register=False,
+                       formats=("nifti",), model=tiny_model)
+    assert set(paths) == {"fused_luma_nifti", "fused_rgb_nifti", "functional_nifti", "report_json"}
+    assert all(path.is_file() for path in paths.values())
 
 
 def test_fuse_volumes_without_registration_from_nifti(pet_study, tiny_model):

@@ -33,10 +33,24 @@ __all__ = ["ExportIdentity", "Pseudonymizer", "export_study", "is_temporary", "o
 FORMATS = ("nifti", "dicom")
 
 
-def output_paths(study, out_dir: str | Path, formats: Sequence[str] = FORMATS) -> dict[str, Path]:
-    """Where ``export_study`` writes each output, keyed by what it is."""
+def _checked_formats(formats: str | Sequence[str]) -> tuple[str, ...]:
+    formats = (formats,) if isinstance(formats, str) else tuple(formats)
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown:
+        raise InputError(None, f"unknown export format(s) {unknown}; choose from {list(FORMATS)}")
+    return formats
+
+
+def output_paths(out_dir: str | Path, *, modality: str, formats: str | Sequence[str] = FORMATS
+                 ) -> dict[str, Path]:
+    """Where ``export_study`` writes each output of a PET or SPECT study, keyed by what it is.
+
+    Needs no study, so a caller can refuse existing outputs (and unknown
+    formats) before any loading or fusion: ``fuse_study`` does.
+    """
+    formats = _checked_formats(formats)
     out_dir = Path(out_dir)
-    functional = f"{study.modality.lower()}_on_mri"
+    functional = f"{modality.lower()}_on_mri"
     paths: dict[str, Path] = {}
     if "nifti" in formats:
         paths["fused_luma_nifti"] = out_dir / "fused_luma.nii.gz"
@@ -70,12 +84,9 @@ def export_study(study, out_dir: str | Path, *, formats: Sequence[str] = FORMATS
     key file; or a ``Pseudonymizer``) writes keyed pseudonyms and applies the
     PS3.15 basic profile to every DICOM file.  NIfTI outputs carry no identity.
     """
-    formats = (formats,) if isinstance(formats, str) else tuple(formats)
-    unknown = sorted(set(formats) - set(FORMATS))
-    if unknown:
-        raise InputError(None, f"unknown export format(s) {unknown}; choose from {list(FORMATS)}")
+    formats = _checked_formats(formats)
     _check_study(study)
-    paths = output_paths(study, out_dir, formats)
+    paths = output_paths(out_dir, modality=study.modality, formats=formats)
     out_dir = Path(out_dir)
     for folder in (out_dir, out_dir / "dicom"):
         clean_stale_temporaries(folder)
