@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 import torch
 from fusion_pairs import write_pairs
+from ignite.engine import Engine
 
 from mixfuse_med.errors import InputError
+from mixfuse_med.networks import MixFuse
 from mixfuse_med.training.data import SPECT_VALIDATION_SUBJECTS, find_pairs, load_pair, split_pairs
-from mixfuse_med.training.engine import learning_rate_at
+from mixfuse_med.training.engine import LearningRateSchedule, learning_rate_at, parameter_groups
 from mixfuse_med.training.pipeline import pair_dataset, train_transforms
 
 BUNDLE = Path(__file__).parents[1] / "workflows" / "mixfuse_bundle"
@@ -58,6 +60,20 @@ def test_learning_rate_schedule():
     assert learning_rate_at(100, **args) == 1.0
     assert learning_rate_at(150, **args) == pytest.approx(0.55)
     assert learning_rate_at(250, **args) == pytest.approx(0.1)
+
+
+def test_head_learns_at_its_own_scaled_rate():
+    network = MixFuse(embed_dim=8, iterations=1, cross_depth=2, self_depth=2, num_heads=2)
+    groups = parameter_groups(network, head_lr_scale=10.0)
+    head_ids = {id(p) for p in network.head.parameters()}
+    assert {id(p) for p in groups[1]["params"]} == head_ids
+    assert len(groups[0]["params"]) + len(groups[1]["params"]) == len(list(network.parameters()))
+    optimizer = torch.optim.Adam(groups, lr=0.0)
+    schedule = LearningRateSchedule(optimizer, base_lr=1e-3, warmup=0)
+    engine = Engine(lambda engine, batch: None)
+    schedule.attach(engine)
+    engine.run([0, 1], max_epochs=1)
+    assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([1e-3, 1e-2])
 
 
 def test_training_crops_are_centred_on_tissue(tmp_path):

@@ -61,8 +61,27 @@ def learning_rate_at(iteration: int, base_lr: float, warmup: int = 0, decay_star
     return min_lr + 0.5 * (base_lr - min_lr) * (1.0 + math.cos(math.pi * progress))
 
 
+def parameter_groups(network: nn.Module, head_lr_scale: float = 1.0) -> list[dict]:
+    """Optimiser groups: the transformer at the base rate, the reconstruction head scaled.
+
+    The head ends in BatchNorm and tanh: black background needs its scale and
+    shift to move far from their start (tanh(x) / 2 + 0.5 near 0 needs x near -3),
+    which Adam at the transformer's rate takes thousands of steps to do.  A
+    group's ``lr_scale`` is kept by :class:`LearningRateSchedule`.
+    """
+    head = [p for name, p in network.named_parameters() if name.startswith("head.")]
+    rest = [p for name, p in network.named_parameters() if not name.startswith("head.")]
+    groups = [{"params": rest, "lr_scale": 1.0}]
+    if head:
+        groups.append({"params": head, "lr_scale": float(head_lr_scale)})
+    return groups
+
+
 class LearningRateSchedule:
-    """Sets the optimiser's rate before every iteration from :func:`learning_rate_at`."""
+    """Sets the optimiser's rate before every iteration from :func:`learning_rate_at`.
+
+    Each parameter group gets the scheduled rate times its ``lr_scale`` (default 1).
+    """
 
     def __init__(self, optimizer: torch.optim.Optimizer, base_lr: float, warmup: int = 0,
                  decay_start: int | None = None, decay_end: int | None = None, min_lr: float = 0.0):
@@ -76,7 +95,7 @@ class LearningRateSchedule:
     def __call__(self, engine: Engine) -> None:
         lr = learning_rate_at(engine.state.iteration - 1, **self.args)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
 class LossTermsLogger:
