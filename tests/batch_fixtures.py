@@ -75,8 +75,8 @@ def env() -> dict[str, str]:
 
 
 def mixfuse(*args: str, prefix: tuple[str, ...] = (), timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run the worktree's ``mixfuse`` command (``prefix`` e.g. ``unshare --user``), at low priority."""
-    return subprocess.run([*prefix, "nice", "-n", "10", sys.executable, "-m", "mixfuse_med.cli", *args],
+    """Run the worktree's ``mixfuse`` command (``prefix`` e.g. ``unshare --user``)."""
+    return subprocess.run([*prefix, sys.executable, "-m", "mixfuse_med.cli", *args],
                           capture_output=True, text=True, env=env(), timeout=timeout, cwd=WORKTREE)
 
 
