@@ -22,6 +22,7 @@ from mixfuse_med.batch.discovery import nifti_kinds
 from mixfuse_med.batch.runner import LOCK_NAME
 from mixfuse_med.batch.task import PatientTask, fuse_patient
 from mixfuse_med.errors import InputError
+from mixfuse_med.pipeline import load_study
 
 
 @pytest.fixture
@@ -103,6 +104,16 @@ def test_discovery_finds_dicom_by_modality_and_nifti_by_name(pet, spect, tmp_pat
     assert a.patient_id == pet.patient["PatientID"] and a.mri.path == tmp_path / "root" / "a" / "MR"
     assert a.mri.shape == tuple(nib.load(pet.mri_nifti).shape)
     assert (b.key, b.error, b.modality, b.mri.format, b.patient_id) == ("b", None, "SPECT", "nifti", "b")
+
+
+def test_series_mixed_in_one_folder_load_each_by_its_modality(pet, tmp_path):
+    export = tmp_path / "root" / "p" / "export"
+    copy_series(pet.mri_dicom, export)
+    copy_series(pet.functional_dicom, export)
+    (case,) = discover_patients(tmp_path / "root")
+    assert case.error is None and case.mri.path == case.functional.path == export
+    mri, functional = load_study(case.mri.path, case.functional.path, case.modality)
+    assert (mri.meta["modality"], functional.meta["modality"]) == ("MR", "PT")
 
 
 def test_both_functional_kinds_need_a_choice(pet, spect, tmp_path):

@@ -32,8 +32,8 @@ def register(subparsers) -> None:
                    help="functional scan to simulate (default PET)")
     p.add_argument("--downsample", type=int, default=DEFAULT_DOWNSAMPLE, metavar="N",
                    help=f"voxel size multiplier (default {DEFAULT_DOWNSAMPLE}: a 2 mm MRI, about a minute on "
-                        "two CPU cores; 1 is the full 1 mm study, 197 x 233 x 189 voxels, about ten "
-                        "minutes on two cores, well under one on a GPU)")
+                        "two free CPU cores; 1 is the full 1 mm study, 197 x 233 x 189 voxels, six to "
+                        "nine minutes on two CPU cores, much less on a GPU)")
     p.add_argument("--seed", type=int, default=0, help="which synthetic patient (head movement, dose)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier demo in OUT")
     add_model_options(p)
