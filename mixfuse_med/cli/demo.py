@@ -12,7 +12,7 @@ import argparse
 import time
 from pathlib import Path
 
-from .options import StageProgress, add_model_options, print_outputs
+from .options import StageProgress, add_model_options, model_from_options, print_outputs
 
 DEFAULT_OUT = Path("mixfuse-demo")
 DEFAULT_DOWNSAMPLE = 2
@@ -31,9 +31,9 @@ def register(subparsers) -> None:
     p.add_argument("--modality", type=str.upper, choices=("PET", "SPECT"), default="PET",
                    help="functional scan to simulate (default PET)")
     p.add_argument("--downsample", type=int, default=DEFAULT_DOWNSAMPLE, metavar="N",
-                   help=f"voxel size multiplier (default {DEFAULT_DOWNSAMPLE}: a 2 mm MRI, about a minute on "
-                        "two free CPU cores; 1 is the full 1 mm study, 197 x 233 x 189 voxels, six to "
-                        "nine minutes on two CPU cores, much less on a GPU)")
+                   help=f"voxel size multiplier (default {DEFAULT_DOWNSAMPLE}: a 2 mm MRI, one to two "
+                        "minutes on two free CPU cores; 1 is the full 1 mm study, 197 x 233 x 189 voxels, "
+                        "six to nine minutes on two CPU cores, much less on a GPU)")
     p.add_argument("--seed", type=int, default=0, help="which synthetic patient (head movement, dose)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier demo in OUT")
     add_model_options(p)
@@ -52,11 +52,7 @@ def run(args: argparse.Namespace) -> int:
           f"in {out / 'input'} ...", flush=True)
     study = make_synthetic_study(out / "input", modality=args.modality, seed=args.seed,
                                  downsample=args.downsample, overwrite=args.overwrite)
-    model = None
-    if args.weights is not None:
-        from ..inference import load_pretrained
-
-        model = load_pretrained(args.device, args.weights)
+    model = model_from_options(args)
     with StageProgress() as progress:
         paths = fuse_study(study.mri_dicom, study.functional_dicom, out / "fused", modality=args.modality,
                            overwrite=args.overwrite, model=model, progress=progress, device=args.device,

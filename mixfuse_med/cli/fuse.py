@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .options import StageProgress, add_fusion_options, fusion_keywords, print_outputs
+from .options import StageProgress, add_fusion_options, fusion_keywords, model_from_options, print_outputs
 
 
 def register(subparsers) -> None:
@@ -43,11 +43,7 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(out, f"the output folder lies inside the input folder {scan.path}; inputs are "
                                   "never written to: choose another --out")
     check_memory(estimate_fusion_bytes(mri.shape, functional.shape, args.batch_size), str(args.mri))
-    model = None
-    if args.weights is not None:
-        from ..inference import load_pretrained
-
-        model = load_pretrained(args.device, args.weights)
+    model = model_from_options(args)
     with StageProgress() as progress:
         paths = fuse_study(args.mri, args.functional, args.out, modality=modality, overwrite=args.overwrite,
                            model=model, progress=progress, **fusion_keywords(args))

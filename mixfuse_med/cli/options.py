@@ -15,6 +15,15 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
                    help="slices per network call (default 8)")
 
 
+def model_from_options(args: argparse.Namespace):
+    """The network --weights asks for, or None: fuse_study then uses the shipped weights (cached)."""
+    if args.weights is None:
+        return None
+    from ..inference import load_pretrained
+
+    return load_pretrained(args.device, args.weights)
+
+
 def add_fusion_options(p: argparse.ArgumentParser) -> None:
     """The choices of one fusion job (fuse_study's keywords), for ``fuse`` and ``batch``."""
     add_model_options(p)
