@@ -154,6 +154,8 @@ def inspect_patient(folder: Path, key: str | None = None, *, modality: str | Non
         case.error = str(err)
     except OSError as err:
         case.error = f"{err.filename or folder}: cannot read ({err.strerror or err})"
+    except Exception as err:  # a header no reader foresaw must still fail this patient only
+        case.error = f"{folder}: cannot be read ({type(err).__name__}: {err})"
     return case
 
 
