@@ -92,7 +92,8 @@ def run_child(args: list[str]) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--size", type=int, default=256)
@@ -121,7 +122,8 @@ def main() -> None:
             print(f"train step {kind:5s} (4 x 96 px): {train_rows[kind]['seconds']:6.2f} s   "
                   f"peak RSS {train_rows[kind]['peak_rss_mb']:7.0f} MB", flush=True)
 
-    print(f"\nparameters: {rows[0]['parameters']:,}   threads: {args.threads}   size: {args.size}x{args.size}")
+    print(f"\nparameters: {rows[0]['parameters']:,}   threads: {args.threads}   "
+          f"size: {args.size}x{args.size}")
     by = {(r["kind"], r["batch"]): r for r in rows}
     for batch in (1, 16):
         for other in ("plain", "literal"):

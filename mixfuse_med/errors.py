@@ -28,3 +28,7 @@ class OutputExistsError(MixfuseError, FileExistsError):
 
 class ExportError(MixfuseError):
     """Writing or sending an output failed."""
+
+
+class ResourceError(MixfuseError):
+    """A job needs more of the machine (memory) than it has."""

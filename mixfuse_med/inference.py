@@ -26,16 +26,34 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def read_state_dict(path: str | Path) -> dict:
-    """The network weights in a file: a state dict, or a checkpoint holding one.
+def read_checkpoint(path: str | Path) -> tuple[dict, dict]:
+    """(network configuration, weights) of a file.
 
-    MONAI and ignite checkpoints keep it under "network" or "model".
+    The weights are a state dict, or a checkpoint holding one (MONAI and
+    ignite keep it under "network" or "model").  The configuration is the
+    checkpoint's "config" dict (see :func:`save_weights`), else {} (the
+    paper's configuration).
     """
     state = torch.load(path, map_location="cpu", weights_only=True)
+    config = state.get("config") if isinstance(state, dict) else None
     for key in ("network", "model", "state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
-            return state[key]
-    return state
+            return dict(config or {}), state[key]
+    return dict(config or {}), state
+
+
+def read_state_dict(path: str | Path) -> dict:
+    """The network weights in a file: a state dict, or a checkpoint holding one."""
+    return read_checkpoint(path)[1]
+
+
+def save_weights(model: MixFuse, path: str | Path, *, overwrite: bool = False) -> Path:
+    """Weights with their configuration, so :func:`load_pretrained` rebuilds any MixFuse size."""
+    from .atomic import atomic_path
+
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        torch.save({"config": model.config_dict(), "network": model.state_dict()}, tmp)
+    return Path(path)
 
 
 def load_pretrained(device: str | torch.device | None = None,
@@ -43,19 +61,21 @@ def load_pretrained(device: str | torch.device | None = None,
     """The shipped MixFuse weights (paper configuration), in eval mode on ``device``.
 
     ``device`` defaults to CUDA when present, else CPU.  ``weights`` may point
-    to another checkpoint of the default configuration (a state dict, or a
-    MONAI checkpoint dict holding one under "network" or "model").
+    to another checkpoint: a state dict of the default configuration, a MONAI
+    checkpoint dict holding one under "network" or "model", or a file from
+    :func:`save_weights`, which records its configuration.
     """
     path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
     if not path.is_file():
         raise FileNotFoundError(f"{path}: MixFuse weights not found")
     device = torch.device(device) if device is not None else default_device()
-    state = read_state_dict(path)
-    model = MixFuse()
+    config, state = read_checkpoint(path)
     try:
+        model = MixFuse(**config)
         model.load_state_dict(state)
-    except RuntimeError as err:
-        raise ValueError(f"{path}: not a checkpoint of the default MixFuse configuration ({err})") from err
+    except (RuntimeError, TypeError, ValueError) as err:
+        what = "its recorded" if config else "the default"
+        raise ValueError(f"{path}: not a checkpoint of {what} MixFuse configuration ({err})") from err
     return model.to(device).eval()
 
 

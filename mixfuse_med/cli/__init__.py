@@ -12,9 +12,9 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import MixfuseError
-from . import evaluate, fuse2d
+from . import batch, demo, evaluate, fuse, fuse2d
 
-SUBCOMMANDS = (fuse2d, evaluate)
+SUBCOMMANDS = (fuse, batch, demo, evaluate, fuse2d)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,8 +33,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args) or 0)
-    except (MixfuseError, ValueError, FileNotFoundError) as err:
+    except (MixfuseError, ValueError, OSError) as err:
         print(f"mixfuse {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"mixfuse {args.command}: error: out of memory; use a machine with more memory or smaller "
+              "volumes", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"mixfuse {args.command}: interrupted", file=sys.stderr)
