@@ -169,7 +169,8 @@ def test_spect_values_round_trip_in_counts(spect_export):
     affine, truth = _truth(study)
     series = read_series_pydicom(paths["functional_dicom"])
     assert {ds.SOPClassUID for ds in series} == {SC_CLASS}
-    assert series[0].Modality == "NM" and series[0].RescaleType == "CNTS"
+    assert series[0].Modality == "NM" and series[0].RescaleType == "US"
+    assert series[0].ImageComments == "values in CNTS"
     files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(paths["functional_dicom"]))
     back = from_sitk(sitk.ReadImage(files, sitk.sitkFloat32))
     np.testing.assert_allclose(np.asarray(back.affine), affine, atol=1e-5)

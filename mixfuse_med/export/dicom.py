@@ -47,6 +47,8 @@ from mixfuse_med.export.dicom_series import MANUFACTURER, SeriesWriter, code_ite
 from mixfuse_med.export.dicom_sources import SourceSeries
 from mixfuse_med.export.identity import new_uid
 
+# Defined terms of Rescale Type (0028,1054), PS3.3 C.11.1.1.2
+_RESCALE_TYPES = {"OD", "HU", "US", "MGML", "Z_EFF", "ED", "EDW", "HU_MOD", "PCT"}
 # PET Units (0054,1001) and SUV Type (0054,1006) for the units strings of the volume contract
 _PET_UNITS = {"SUVBW": ("GML", "BW"), "SUVLBM": ("GML", "LBM"), "SUVIBW": ("GML", "IBW"),
               "SUVBSA": ("CM2ML", "BSA"), "BQML": ("BQML", None), "CNTS": ("CNTS", None)}
@@ -171,7 +173,11 @@ def functional_datasets(writer: SeriesWriter, functional_source: SourceSeries | 
             ds.Modality = "NM"
             ds.ImageType = ["DERIVED", "SECONDARY", "RESAMPLED"]
             ds.RescaleIntercept, ds.RescaleSlope = format_number_as_ds(intercept), format_number_as_ds(slope)
-            ds.RescaleType = (str(study.functional.meta.get("units", "") or "US"))[:64]
+            units = str(study.functional.meta.get("units", "") or "")
+            # Rescale Type has defined terms (counts are not one of them): "US" = unspecified
+            ds.RescaleType = units if units in _RESCALE_TYPES else "US"
+            if units:
+                ds.ImageComments = f"values in {units}"[:10240]
             writer.complete(ds, k)
         _derivation(ds, study)
         yield ds
