@@ -19,7 +19,8 @@ SOP classes, and why (every choice checked with dciodvfy, SimpleITK and Orthanc)
   (the PET IOD fixes RescaleIntercept at 0).  Radiopharmaceutical and decay
   facts are copied from the source PET when it was DICOM.
 * Registered SPECT -> **Secondary Capture**, 16-bit grey with a Modality LUT
-  (per-slice RescaleSlope/Intercept, RescaleType = the units), plane attributes
+  (per-slice RescaleSlope/Intercept; RescaleType US with the units in
+  ImageComments, counts being no defined term of RescaleType), plane attributes
   as for the overlay.  The NM Image IOD was tried: as a RECON TOMO it requires
   rotation/acquisition attributes (start angle, scan arc, ...) a resampled
   volume does not have, and dciodvfy's NM IOD has no Rescale Slope, so counts
@@ -177,7 +178,7 @@ def functional_datasets(writer: SeriesWriter, functional_source: SourceSeries | 
             # Rescale Type has defined terms (counts are not one of them): "US" = unspecified
             ds.RescaleType = units if units in _RESCALE_TYPES else "US"
             if units:
-                ds.ImageComments = f"values in {units}"[:10240]
+                ds.ImageComments = f"values in {units}"
             writer.complete(ds, k)
         _derivation(ds, study)
         yield ds
