@@ -98,6 +98,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--kinds", default="fast,plain,literal")
+    parser.add_argument("--batches", default="1,16", help="forward batch sizes (default 1,16)")
     parser.add_argument("--child", nargs=5, metavar=("KIND", "BATCH", "SIZE", "REPEATS", "TRAIN"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -108,7 +109,8 @@ def main() -> None:
 
     kinds = args.kinds.split(",")
     rows = []
-    for batch in (1, 16):
+    batches = [int(b) for b in args.batches.split(",")]
+    for batch in batches:
         for kind in kinds:
             repeats = args.repeats if batch == 1 else 1
             row = run_child([kind, str(batch), str(args.size), str(repeats), "0"])
@@ -125,7 +127,7 @@ def main() -> None:
     print(f"\nparameters: {rows[0]['parameters']:,}   threads: {args.threads}   "
           f"size: {args.size}x{args.size}")
     by = {(r["kind"], r["batch"]): r for r in rows}
-    for batch in (1, 16):
+    for batch in batches:
         for other in ("plain", "literal"):
             if ("fast", batch) in by and (other, batch) in by:
                 ratio = by[(other, batch)]["ms_per_slice"] / by[("fast", batch)]["ms_per_slice"]
