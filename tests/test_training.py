@@ -14,7 +14,12 @@ from ignite.engine import Engine
 from mixfuse_med.errors import InputError
 from mixfuse_med.networks import MixFuse
 from mixfuse_med.training.data import SPECT_VALIDATION_SUBJECTS, find_pairs, load_pair, split_pairs
-from mixfuse_med.training.engine import LearningRateSchedule, learning_rate_at, parameter_groups
+from mixfuse_med.training.engine import (
+    LearningRateSchedule,
+    WeightAverage,
+    learning_rate_at,
+    parameter_groups,
+)
 from mixfuse_med.training.pipeline import pair_dataset, train_transforms
 
 BUNDLE = Path(__file__).parents[1] / "workflows" / "mixfuse_bundle"
@@ -76,6 +81,22 @@ def test_head_learns_at_its_own_scaled_rate():
     assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([1e-3, 1e-2])
 
 
+def test_weight_average_is_an_exponential_moving_average_of_the_iterates():
+    network = torch.nn.Linear(1, 1, bias=False)
+    average = WeightAverage(network, decay=0.5)
+    engine = Engine(lambda engine, batch: network.weight.data.fill_(float(batch)))
+    average.attach(engine)
+    engine.run([2.0, 4.0, 8.0], max_epochs=1)
+    # the first iterate is copied, then w <- 0.5 w + 0.5 x: 2 -> 3 -> 5.5
+    assert average.network.weight.item() == pytest.approx(5.5)
+    assert network.weight.item() == 8.0  # the trained weights are left alone
+    restored = WeightAverage(torch.nn.Linear(1, 1, bias=False), decay=0.5)
+    restored.load_state_dict(average.state_dict())
+    assert restored.network.weight.item() == pytest.approx(5.5)
+    with pytest.raises(ValueError, match="decay"):
+        WeightAverage(network, decay=1.0)
+
+
 def test_training_crops_are_centred_on_tissue(tmp_path):
     write_pairs(tmp_path, "PET", slices=[10, 11], size=64)
     dataset = pair_dataset(find_pairs(tmp_path), train_transforms(crop_size=16))
@@ -111,6 +132,7 @@ def test_bundle_train_config_runs_and_resumes(tmp_path):
     assert all(np.isfinite(r["loss"]["total"]) for r in log)
     checkpoint = torch.load(run_dir / "checkpoint.pt", weights_only=False)
     assert checkpoint["trainer"] == {"iteration": 2, "epoch": 1}
+    assert "weight_average" in checkpoint  # the average resumes with the run
     assert (run_dir / "best_network.pt").is_file()
     assert "SSIM" in (run_dir / "metrics.csv").read_text()
 

@@ -22,6 +22,7 @@ import torch
 from ignite.engine import Engine, Events
 from ignite.metrics import Metric
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..atomic import atomic_path
 from ..inference import read_state_dict
@@ -147,6 +148,40 @@ class LossTermsLogger:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
+
+
+class WeightAverage:
+    """Exponential moving average of the weights, updated after every iteration.
+
+    Why: at a learning rate that still makes progress on this CPU, single
+    iterates swing (a grey veil over the black background comes and goes from
+    one epoch to the next); their average does not.  Validation and the best
+    checkpoint use :attr:`network`, the averaged copy; ``decay=0`` makes it
+    follow the raw weights exactly.  Its state goes into the resumable
+    checkpoint so a resumed run keeps the average it had.
+    """
+
+    def __init__(self, network: nn.Module, decay: float = 0.998) -> None:
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"weight-average decay must be in [0, 1), got {decay}")
+        self.source = network
+        self.averaged = AveragedModel(network, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+    @property
+    def network(self) -> nn.Module:
+        return self.averaged.module
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        self.averaged.update_parameters(self.source)
+
+    def state_dict(self) -> dict:
+        return self.averaged.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.averaged.load_state_dict(state)
 
 
 class ResumableCheckpoint:
