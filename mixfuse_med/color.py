@@ -4,6 +4,13 @@ A pseudo-coloured functional image is fused through its luma Y: the network
 fuses Y with the MRI, and the chroma (Cb, Cr) of the functional scan is put
 back, so the tracer's colour survives and the anatomy shows through its
 brightness.  Works on numpy arrays and torch tensors, channels last.
+
+Putting the chroma back can leave the RGB cube: a bright MRI under a
+saturated tracer colour (white matter under red) asks for R > 1.  Clipping
+channel by channel would flatten the anatomy there and change the luma the
+network produced, so :func:`ycbcr_to_rgb_in_gamut` (what fusion uses)
+shrinks such a colour's chroma towards grey instead: hue and luma are kept,
+only saturation gives.
 """
 
 from __future__ import annotations
@@ -52,6 +59,31 @@ def ycbcr_to_rgb(ycbcr: Array) -> Array:
     return _clip01(_stack([r, g, b], ycbcr))
 
 
+def ycbcr_to_rgb_in_gamut(ycbcr: Array) -> Array:
+    """(..., 3) Y, Cb, Cr -> RGB in [0, 1] with Y kept exactly and chroma scaled down to fit.
+
+    For each pixel the largest s in [0, 1] with Y + s * (chroma offset) inside
+    [0, 1] on every channel is taken; colours already in gamut (s = 1) are
+    exactly :func:`ycbcr_to_rgb`'s.
+    """
+    y, cb, cr = ycbcr[..., 0], ycbcr[..., 1] - 0.5, ycbcr[..., 2] - 0.5
+    offsets = _stack([1.403 * cr, -0.714 * cr - 0.344 * cb, 1.773 * cb], ycbcr)
+    tiny = 1e-12
+    if isinstance(ycbcr, torch.Tensor):
+        y1 = y.unsqueeze(-1)
+        room = torch.where(offsets > tiny, (1.0 - y1) / offsets.clamp(min=tiny),
+                           torch.where(offsets < -tiny, y1 / (-offsets).clamp(min=tiny),
+                                       torch.ones_like(offsets)))
+        scale = room.amin(dim=-1, keepdim=True).clamp(0.0, 1.0)
+    else:
+        y1 = y[..., None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            room = np.where(offsets > tiny, (1.0 - y1) / np.maximum(offsets, tiny),
+                            np.where(offsets < -tiny, y1 / np.maximum(-offsets, tiny), 1.0))
+        scale = np.clip(room.min(axis=-1, keepdims=True), 0.0, 1.0)
+    return _clip01(y1 + scale * offsets)
+
+
 def fuse_colour(
     mri: Array, functional: Array, fuse_luma: Callable[[Array, Array], Array],
     colormap: str | None = None,
@@ -61,7 +93,8 @@ def fuse_colour(
     A scalar functional image in [0, 1] is first mapped through ``colormap``
     (see :mod:`mixfuse_med.colormaps`; "pet" when not given).
     ``fuse_luma(mri, y)`` returns the fused luma; its chroma comes from the
-    functional image.  Returns RGB (..., 3) in [0, 1].
+    functional image, fitted into the RGB gamut by
+    :func:`ycbcr_to_rgb_in_gamut`.  Returns RGB (..., 3) in [0, 1].
     """
     if functional.ndim == mri.ndim:
         from .colormaps import apply_colormap
@@ -69,4 +102,4 @@ def fuse_colour(
         functional = apply_colormap(functional, colormap or "pet")
     ycbcr = rgb_to_ycbcr(functional)
     fused_y = fuse_luma(mri, ycbcr[..., 0])
-    return ycbcr_to_rgb(_stack([fused_y, ycbcr[..., 1], ycbcr[..., 2]], ycbcr))
+    return ycbcr_to_rgb_in_gamut(_stack([fused_y, ycbcr[..., 1], ycbcr[..., 2]], ycbcr))

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .color import rgb_to_ycbcr, ycbcr_to_rgb
+from .color import rgb_to_ycbcr, ycbcr_to_rgb_in_gamut
 from .networks import MixFuse
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -135,7 +135,7 @@ def fuse_volume(mri: np.ndarray | torch.Tensor, functional_rgb: np.ndarray | tor
     luma_slices = ycbcr[..., 0].movedim(axis, 0).unsqueeze(1)
     fused = fuse_slices(mri_slices, luma_slices, model, batch_size=batch_size, progress=progress)
     luma = fused.squeeze(1).movedim(0, axis)
-    fused_rgb = ycbcr_to_rgb(torch.stack([luma, ycbcr[..., 1], ycbcr[..., 2]], dim=-1))
+    fused_rgb = ycbcr_to_rgb_in_gamut(torch.stack([luma, ycbcr[..., 1], ycbcr[..., 2]], dim=-1))
     return luma.numpy(), fused_rgb.permute(3, 0, 1, 2).contiguous().numpy()
 
 
