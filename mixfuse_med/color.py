@@ -50,13 +50,15 @@ def rgb_to_ycbcr(rgb: Array) -> Array:
     return _clip01(_stack([y, cb, cr], rgb))
 
 
+def _chroma_offsets(ycbcr: Array) -> Array:
+    """(..., 3) R, G, B minus Y for the chroma of (..., 3) Y, Cb, Cr."""
+    cb, cr = ycbcr[..., 1] - 0.5, ycbcr[..., 2] - 0.5
+    return _stack([1.403 * cr, -0.714 * cr - 0.344 * cb, 1.773 * cb], ycbcr)
+
+
 def ycbcr_to_rgb(ycbcr: Array) -> Array:
     """(..., 3) Y, Cb, Cr -> (..., 3) RGB clamped to [0, 1]."""
-    y, cb, cr = ycbcr[..., 0], ycbcr[..., 1], ycbcr[..., 2]
-    r = y + 1.403 * (cr - 0.5)
-    g = y - 0.714 * (cr - 0.5) - 0.344 * (cb - 0.5)
-    b = y + 1.773 * (cb - 0.5)
-    return _clip01(_stack([r, g, b], ycbcr))
+    return _clip01(ycbcr[..., :1] + _chroma_offsets(ycbcr))
 
 
 def ycbcr_to_rgb_in_gamut(ycbcr: Array) -> Array:
@@ -66,22 +68,17 @@ def ycbcr_to_rgb_in_gamut(ycbcr: Array) -> Array:
     [0, 1] on every channel is taken; colours already in gamut (s = 1) are
     exactly :func:`ycbcr_to_rgb`'s.
     """
-    y, cb, cr = ycbcr[..., 0], ycbcr[..., 1] - 0.5, ycbcr[..., 2] - 0.5
-    offsets = _stack([1.403 * cr, -0.714 * cr - 0.344 * cb, 1.773 * cb], ycbcr)
+    if not isinstance(ycbcr, torch.Tensor):
+        return ycbcr_to_rgb_in_gamut(torch.from_numpy(np.ascontiguousarray(ycbcr))).numpy()
+    y, offsets = ycbcr[..., :1], _chroma_offsets(ycbcr)
     tiny = 1e-12
-    if isinstance(ycbcr, torch.Tensor):
-        y1 = y.unsqueeze(-1)
-        room = torch.where(offsets > tiny, (1.0 - y1) / offsets.clamp(min=tiny),
-                           torch.where(offsets < -tiny, y1 / (-offsets).clamp(min=tiny),
-                                       torch.ones_like(offsets)))
-        scale = room.amin(dim=-1, keepdim=True).clamp(0.0, 1.0)
-    else:
-        y1 = y[..., None]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            room = np.where(offsets > tiny, (1.0 - y1) / np.maximum(offsets, tiny),
-                            np.where(offsets < -tiny, y1 / np.maximum(-offsets, tiny), 1.0))
-        scale = np.clip(room.min(axis=-1, keepdims=True), 0.0, 1.0)
-    return _clip01(y1 + scale * offsets)
+    # room before a channel reaches 1 (offset up) or 0 (offset down); a flat channel sets no limit
+    limit = (offsets > 0).to(ycbcr.dtype)
+    moving = offsets.abs() > tiny
+    room = torch.where(moving, (limit - y) / torch.where(moving, offsets, torch.ones_like(offsets)),
+                       torch.ones_like(offsets))
+    scale = room.amin(dim=-1, keepdim=True).clamp(0.0, 1.0)
+    return _clip01(y + scale * offsets)
 
 
 def fuse_colour(
