@@ -12,6 +12,7 @@ from fusion_pairs import write_pairs
 from ignite.engine import Engine
 
 from mixfuse_med.errors import InputError
+from mixfuse_med.losses import sobel_gradient
 from mixfuse_med.networks import MixFuse
 from mixfuse_med.training.data import SPECT_VALIDATION_SUBJECTS, find_pairs, load_pair, split_pairs
 from mixfuse_med.training.engine import (
@@ -20,7 +21,7 @@ from mixfuse_med.training.engine import (
     learning_rate_at,
     parameter_groups,
 )
-from mixfuse_med.training.pipeline import pair_dataset, train_transforms
+from mixfuse_med.training.pipeline import EdgeWeightd, pair_dataset, train_transforms
 
 BUNDLE = Path(__file__).parents[1] / "workflows" / "mixfuse_bundle"
 
@@ -104,6 +105,46 @@ def test_training_crops_are_centred_on_tissue(tmp_path):
         (item,) = dataset[i % 2]
         assert item["mri"].shape == item["functional"].shape == (1, 16, 16)
         assert float(torch.maximum(item["mri"], item["functional"]).max()) > 0.05
+
+
+def striped_quadrant_pair(size: int = 64) -> dict:
+    """Flat grey tissue everywhere, fine stripes only in the top-left quadrant."""
+    mri = np.full((1, size, size), 0.4, dtype=np.float32)
+    mri[0, : size // 2, : size // 2] = np.where(np.arange(size // 2) % 2 == 0, 0.9, 0.1)[:, None]
+    functional = np.full((1, size, size), 0.3, dtype=np.float32)
+    return {"mri": mri, "functional": functional}
+
+
+def test_edge_weight_is_the_loss_sobel_and_sums_to_one():
+    pair = striped_quadrant_pair()
+    weight = EdgeWeightd(edge_fraction=1.0)(pair)["edge_weight"]
+    target = sobel_gradient(torch.from_numpy(pair["mri"])[None])[0].numpy()
+    np.testing.assert_allclose(weight, target / target.sum(), rtol=1e-5, atol=1e-9)
+    half = EdgeWeightd(edge_fraction=0.5)(pair)["edge_weight"]
+    assert half.sum() == pytest.approx(1.0, rel=1e-5)
+    assert half.min() == pytest.approx(0.5 / half.size, rel=1e-5)  # flat pixels keep a share
+    flat = EdgeWeightd()({"mri": np.zeros((1, 8, 8)), "functional": np.zeros((1, 8, 8))})
+    np.testing.assert_allclose(flat["edge_weight"], 1.0 / 64)
+    with pytest.raises(ValueError, match="edge_fraction"):
+        EdgeWeightd(edge_fraction=1.5)
+
+
+def test_edge_sampled_crops_favour_the_striped_quadrant():
+    pair = striped_quadrant_pair()
+    edges = train_transforms(crop_size=16, foreground_fraction=0.9, crop_sampling="edges")
+    tissue = train_transforms(crop_size=16, foreground_fraction=1.0)
+    edges.set_random_state(0)
+    tissue.set_random_state(0)
+
+    def striped_share(transform) -> float:
+        # a crop from the striped quadrant has a value far from the flat 0.4
+        crops = [transform(dict(pair))[0]["mri"] for _ in range(60)]
+        return float(np.mean([float((c - 0.4).abs().max()) > 0.3 for c in crops]))
+
+    assert striped_share(edges) > 0.8  # 90 % of centres on edges, all in that quadrant
+    assert striped_share(tissue) < 0.6  # tissue everywhere: about a third of crops touch it
+    with pytest.raises(ValueError, match="crop_sampling"):
+        train_transforms(crop_sampling="corners")
 
 
 def run_bundle_training(bundle_root: Path, data_dir: Path, max_epochs: int) -> subprocess.CompletedProcess:
